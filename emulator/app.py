@@ -1,0 +1,87 @@
+"""`create_app(settings)`: the emulator as one ASGI app (Vertex AI, GCS, control routes, console)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from emulator.control import ControlApi
+from emulator.db import Database
+from emulator.faults import FaultInjector
+from emulator.gcs import ObjectStore, gcs_routes
+from emulator.routing import Router
+from emulator.runner import JobRunner
+from emulator.settings import EmulatorSettings
+from emulator.tuning_backend import TuningBackend
+from emulator.vertex_api import VertexApi
+
+CONSOLE_PAGE = Path(__file__).with_name("console.html")
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass
+class EmulatorState:
+    """The parts of a running emulator, reachable from tests as `app.state.emulator`."""
+
+    settings: EmulatorSettings
+    db: Database
+    store: ObjectStore
+    backend: TuningBackend
+    runner: JobRunner
+    faults: FaultInjector
+
+    def reset(self) -> None:
+        """Forget every job, model, bucket and object (the runner keeps serving)."""
+        self.faults.clear()
+        self.backend.reset()
+        self.store.reset()
+
+
+def create_app(settings: EmulatorSettings | None = None) -> Starlette:
+    """Build the app; state lives under `settings.data_dir` and survives a restart."""
+    settings = settings or EmulatorSettings()
+    data_dir = settings.data_dir.resolve()
+    db = Database(data_dir / "state.sqlite3")
+    store = ObjectStore(db, data_dir / "objects", settings.max_upload_bytes)
+    backend = TuningBackend(db)
+    runner = JobRunner(backend, store, settings.training, data_dir / "jobs")
+    faults = FaultInjector()
+    state = EmulatorState(settings, db, store, backend, runner, faults)
+
+    google = Router(VertexApi(backend, store, runner, settings.max_json_bytes).routes() + gcs_routes(store))
+    control = Router(ControlApi(backend, faults, state.reset).routes())
+
+    async def dispatch(request: Request) -> Response:
+        path = request.url.path
+        if path.startswith("/_emulator/"):
+            return await control.dispatch(request)
+        latency, error = faults.decide(request.method, path)
+        if latency:
+            await asyncio.sleep(latency)
+        if error is not None:
+            return error.to_response()
+        return await google.dispatch(request)
+
+    async def console(request: Request) -> Response:
+        return FileResponse(CONSOLE_PAGE, media_type="text/html")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = Starlette(routes=[StarletteRoute("/", console, methods=["GET"]),
+                            StarletteRoute("/{path:path}", dispatch, methods=ALL_METHODS)],
+                    lifespan=lifespan)
+    app.state.emulator = state
+    return app

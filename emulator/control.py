@@ -1,0 +1,73 @@
+"""Control routes under `/_emulator/`: health, reset, fault injection, metrics and the job table."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from emulator.faults import FaultInjector
+from emulator.requests import read_json
+from emulator.routing import Route
+from emulator.tuning_backend import TuningBackend, job_resource_name
+from tuning.models import ALL_METRICS
+
+
+class ControlApi:
+    """Routes for tests, the console and the provider's metrics; never part of the Google surface."""
+
+    def __init__(self, backend: TuningBackend, faults: FaultInjector, reset: Callable[[], None]) -> None:
+        self.backend = backend
+        self.faults = faults
+        self._reset = reset
+
+    def routes(self) -> list[Route]:
+        jobs = "/_emulator/v1/projects/{project}/locations/{location}/tuningJobs"
+        return [
+            Route("GET", "/_emulator/health", self.health),
+            Route("POST", "/_emulator/reset", self.reset),
+            Route("GET", "/_emulator/faults", self.list_faults),
+            Route("POST", "/_emulator/faults", self.add_fault),
+            Route("DELETE", "/_emulator/faults", self.clear_faults),
+            Route("GET", "/_emulator/v1/tuningJobs", self.all_jobs),
+            Route("GET", jobs + "/{job}/metrics", self.job_metrics),
+        ]
+
+    async def health(self, request: Request) -> JSONResponse:
+        self.backend.db.query_one("SELECT 1")
+        return JSONResponse({"status": "ok"})
+
+    async def reset(self, request: Request) -> JSONResponse:
+        self._reset()
+        return JSONResponse({})
+
+    async def list_faults(self, request: Request) -> JSONResponse:
+        return JSONResponse({"faults": self.faults.list()})
+
+    async def add_fault(self, request: Request) -> JSONResponse:
+        fault = self.faults.add(await read_json(request, 64 * 1024))
+        return JSONResponse(fault.to_json())
+
+    async def clear_faults(self, request: Request) -> JSONResponse:
+        self.faults.clear()
+        return JSONResponse({})
+
+    async def all_jobs(self, request: Request) -> JSONResponse:
+        """Every job of every project, newest first (the console's table)."""
+        rows = self.backend.db.query("SELECT body FROM tuning_jobs ORDER BY seq DESC LIMIT 500")
+        return JSONResponse({"tuningJobs": [json.loads(row["body"]) for row in rows]})
+
+    async def job_metrics(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
+        """`{tuningJob, series: {metric: [{step, value, time}]}, latest: {metric: value}}`.
+
+        Metric names are the seed documentation's (`/train_total_loss`, ...); `latest` holds the
+        value at the highest step of each metric that has been computed so far.
+        """
+        self.backend.job(project, location, job)
+        series = self.backend.metric_series(job)
+        latest = {name: points[-1]["value"] for name, points in series.items() if points}
+        ordered = {name: series[name] for name in ALL_METRICS if name in series}
+        return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,
+                             "latest": latest})

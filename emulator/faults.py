@@ -1,0 +1,86 @@
+"""Fault injection for reliability tests: error rates with a chosen status and added latency, per route."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from emulator.errors import BY_HTTP_STATUS, GoogleApiError, InvalidArgument
+
+
+@dataclass
+class Fault:
+    """Applies to requests whose method matches and whose path matches `path_regex` (search, not full match).
+
+    `error_rate` is the probability of answering `status` instead of serving; `times` limits how many
+    errors are injected (None: unlimited); `latency_seconds` delays every matching request.
+    """
+
+    path_regex: str
+    method: Optional[str] = None
+    status: int = 503
+    error_rate: float = 1.0
+    times: Optional[int] = None
+    latency_seconds: float = 0.0
+    injected: int = 0
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pattern = re.compile(self.path_regex)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method.upper() == method) and bool(self._pattern.search(path))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pathRegex": self.path_regex, "method": self.method, "status": self.status,
+                "errorRate": self.error_rate, "times": self.times, "latencySeconds": self.latency_seconds,
+                "injected": self.injected}
+
+
+class FaultInjector:
+    """The active faults; seeded so a test's sequence of injected errors is reproducible."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    def add(self, spec: dict[str, Any]) -> Fault:
+        try:
+            fault = Fault(path_regex=spec["pathRegex"], method=spec.get("method"),
+                          status=int(spec.get("status", 503)), error_rate=float(spec.get("errorRate", 1.0)),
+                          times=spec.get("times"), latency_seconds=float(spec.get("latencySeconds", 0.0)))
+        except (KeyError, TypeError, ValueError, re.error) as error:
+            raise InvalidArgument(f"Invalid fault {spec!r}: {error!r}; pathRegex is required.") from error
+        if fault.status not in BY_HTTP_STATUS:
+            raise InvalidArgument(f"status must be one of {sorted(BY_HTTP_STATUS)}, got {fault.status}.")
+        if not 0.0 <= fault.error_rate <= 1.0:
+            raise InvalidArgument(f"errorRate must be between 0 and 1, got {fault.error_rate}.")
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [fault.to_json() for fault in self._faults]
+
+    def decide(self, method: str, path: str) -> tuple[float, Optional[GoogleApiError]]:
+        """(latency to add, error to answer or None) for one request."""
+        latency, error = 0.0, None
+        with self._lock:
+            for fault in self._faults:
+                if not fault.matches(method, path):
+                    continue
+                latency += fault.latency_seconds
+                exhausted = fault.times is not None and fault.injected >= fault.times
+                if error is None and not exhausted and self._random.random() < fault.error_rate:
+                    fault.injected += 1
+                    error = BY_HTTP_STATUS[fault.status](f"Injected fault: {method} {path} answered {fault.status}.")
+        return latency, error

@@ -1,0 +1,81 @@
+"""generateContent on a tuned endpoint: the job's own trained model decodes the prompt."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from emulator.clock import now_rfc3339
+from emulator.errors import InvalidArgument
+from emulator.training import TrainedModel
+
+# The documented serving limit of translation-llm-002 (reference §3.1).
+MAX_SERVING_TOKENS = 1000
+
+
+class ModelCache:
+    """Keeps the most recently used trained models loaded (they are small, but loading costs a JIT)."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        self._capacity = capacity
+        self._models: "OrderedDict[str, TrainedModel]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_dir: str) -> TrainedModel:
+        with self._lock:
+            model = self._models.pop(model_dir, None)
+            if model is None:
+                model = TrainedModel.load(Path(model_dir))
+            self._models[model_dir] = model
+            while len(self._models) > self._capacity:
+                self._models.popitem(last=False)
+            return model
+
+
+def prompt_from_request(body: dict[str, Any]) -> str:
+    """The prompt text: the user turns of `contents`, joined like the training examples were."""
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise InvalidArgument("contents is required and must be a non-empty list.")
+    texts = []
+    for index, content in enumerate(contents):
+        parts = (content or {}).get("parts") or []
+        for part_index, part in enumerate(parts):
+            if "text" not in part:
+                raise InvalidArgument(f"contents[{index}].parts[{part_index}]: only text parts are supported "
+                                      "by translation models.")
+            texts.append(part["text"])
+    if not texts:
+        raise InvalidArgument("contents must contain at least one text part.")
+    return "\n".join(texts)
+
+
+def generate_content(model: TrainedModel, body: dict[str, Any], model_version: str) -> dict[str, Any]:
+    """A GenerateContentResponse for `body`, decoded by `model`."""
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    max_tokens = int(config.get("maxOutputTokens") or config.get("max_output_tokens") or 256)
+    if not 1 <= max_tokens <= MAX_SERVING_TOKENS:
+        raise InvalidArgument(f"generationConfig.maxOutputTokens must be between 1 and {MAX_SERVING_TOKENS}.")
+    temperature = float(config.get("temperature") or 0.0)
+    seed = int(config.get("seed") or 0)
+    generation = model.generate(prompt_from_request(body), max_output_tokens=max_tokens, temperature=temperature,
+                                seed=seed)
+    return {
+        "candidates": [{
+            "index": 0,
+            "content": {"role": "model", "parts": [{"text": generation.text}]},
+            "finishReason": generation.finish_reason,
+        }],
+        "usageMetadata": {
+            "promptTokenCount": generation.prompt_token_count,
+            "candidatesTokenCount": generation.output_token_count,
+            "totalTokenCount": generation.prompt_token_count + generation.output_token_count,
+            "trafficType": "ON_DEMAND",
+        },
+        "modelVersion": model_version,
+        "createTime": now_rfc3339(),
+        "responseId": secrets.token_hex(12),
+    }

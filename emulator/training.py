@@ -1,0 +1,417 @@
+"""A small byte-level transformer that the emulator really trains from scratch on a tuning dataset, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from emulator.settings import TrainingSettings
+
+Example = tuple[str, str]
+Params = dict[str, jax.Array]
+
+# Vocabulary: the 256 byte values, then the special tokens.
+PAD, BOS, SEP, EOS = 256, 257, 258, 259
+VOCAB_SIZE = 260
+
+_FORMAT = "emulator-byte-transformer/1"
+_PARAMS_FILE = "params.npz"
+_CONFIG_FILE = "config.json"
+_WEIGHT_DECAY = 0.01
+_CLIP_NORM = 1.0
+
+
+class TrainingCancelled(Exception):
+    """Raised by `train` when `should_stop()` returns true; carries the last completed step."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training cancelled after step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """Metrics reported at one step (keys as in Vertex AI tuning: `/train_total_loss`, ...)."""
+
+    step: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer; token counts include the special tokens (BOS, SEP before; EOS after)."""
+
+    text: str
+    prompt_token_count: int
+    output_token_count: int
+    finish_reason: str  # "STOP" or "MAX_TOKENS"
+
+
+def count_tokens(text: str) -> int:
+    """The model's token count of a text: its UTF-8 byte length (special tokens not included).
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The number of UTF-8 bytes of `text`.
+    """
+    return len(text.encode("utf-8"))
+
+
+def _encode(prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """`BOS prompt SEP answer EOS` padded to max_len + 1 tokens, and the loss mask over tokens[1:].
+
+    The model sees max_len input positions, so a sequence holds max_len + 1 tokens (the last one is only a
+    target). Too long: the prompt loses bytes from the left first; an answer that alone does not fit keeps its
+    start and loses its EOS (it did not end there, so the model must not learn to stop there).
+    """
+    p, a = list(prompt.encode("utf-8")), list(answer.encode("utf-8"))
+    total = max_len + 1
+    ans = a + [EOS] if len(a) + 3 <= total else a[: total - 2]
+    room = total - 2 - len(ans)
+    p = p[max(0, len(p) - room):]
+    seq = [BOS, *p, SEP, *ans]
+    tokens = np.full(total, PAD, np.int32)
+    tokens[: len(seq)] = seq
+    mask = np.zeros(max_len, np.float32)
+    mask[len(p) + 1: len(seq) - 1] = 1.0  # target j is tokens[j + 1]: the answer bytes and EOS
+    return tokens, mask
+
+
+def _encode_all(examples: list[Example], max_len: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded examples, padded with all-PAD rows (mask 0) to a multiple of `multiple` rows."""
+    rows = max(1, math.ceil(len(examples) / multiple)) * multiple
+    tokens = np.full((rows, max_len + 1), PAD, np.int32)
+    mask = np.zeros((rows, max_len), np.float32)
+    for i, (prompt, answer) in enumerate(examples):
+        tokens[i], mask[i] = _encode(prompt, answer, max_len)
+    return tokens, mask
+
+
+def _init_params(key: jax.Array, d_model: int, n_layers: int, max_len: int) -> Params:
+    """GPT-2 style init; residual output projections scaled down so deeper stacks start stable."""
+    keys = iter(jax.random.split(key, 2 + 4 * n_layers))
+    normal = lambda shape, std=0.02: std * jax.random.normal(next(keys), shape, jnp.float32)  # noqa: E731
+    resid_std = 0.02 / math.sqrt(2 * n_layers)
+    params: Params = {"tok_emb": normal((VOCAB_SIZE, d_model)), "pos_emb": normal((max_len, d_model))}
+    for i in range(n_layers):
+        params |= {
+            f"b{i}.ln1_g": jnp.ones(d_model), f"b{i}.ln1_b": jnp.zeros(d_model),
+            f"b{i}.qkv_w": normal((d_model, 3 * d_model)), f"b{i}.qkv_b": jnp.zeros(3 * d_model),
+            f"b{i}.out_w": normal((d_model, d_model), resid_std), f"b{i}.out_b": jnp.zeros(d_model),
+            f"b{i}.ln2_g": jnp.ones(d_model), f"b{i}.ln2_b": jnp.zeros(d_model),
+            f"b{i}.fc_w": normal((d_model, 4 * d_model)), f"b{i}.fc_b": jnp.zeros(4 * d_model),
+            f"b{i}.proj_w": normal((4 * d_model, d_model), resid_std), f"b{i}.proj_b": jnp.zeros(d_model),
+        }
+    return params | {"ln_f_g": jnp.ones(d_model), "ln_f_b": jnp.zeros(d_model)}
+
+
+def _n_layers(params: Params) -> int:
+    return sum(1 for name in params if name.endswith(".qkv_w"))
+
+
+def _layer_norm(x: jax.Array, g: jax.Array, b: jax.Array) -> jax.Array:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * g + b
+
+
+def _mlp(params: Params, i: int, x: jax.Array) -> jax.Array:
+    h = _layer_norm(x, params[f"b{i}.ln2_g"], params[f"b{i}.ln2_b"])
+    h = jax.nn.gelu(h @ params[f"b{i}.fc_w"] + params[f"b{i}.fc_b"])
+    return h @ params[f"b{i}.proj_w"] + params[f"b{i}.proj_b"]
+
+
+def _forward(params: Params, tokens: jax.Array, n_heads: int) -> jax.Array:
+    """Logits [B, T, V] of a pre-LayerNorm causal transformer with tied input/output embeddings."""
+    b, t = tokens.shape
+    d = params["tok_emb"].shape[1]
+    x = params["tok_emb"][tokens] + params["pos_emb"][:t]
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    for i in range(_n_layers(params)):
+        h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
+        q, k, v = jnp.split(h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"], 3, axis=-1)
+        q, k, v = (z.reshape(b, t, n_heads, d // n_heads) for z in (q, k, v))
+        att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // n_heads)
+        att = jax.nn.softmax(jnp.where(causal, att, -1e30), axis=-1)
+        out = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, t, d)
+        x = x + out @ params[f"b{i}.out_w"] + params[f"b{i}.out_b"]
+        x = x + _mlp(params, i, x)
+    return _layer_norm(x, params["ln_f_g"], params["ln_f_b"]) @ params["tok_emb"].T
+
+
+def _batch_stats(params: Params, tokens: jax.Array, mask: jax.Array, n_heads: int) -> jax.Array:
+    """[sum of masked cross-entropy, number of correct argmax predictions, number of predicted tokens]."""
+    logits = _forward(params, tokens[:, :-1], n_heads)
+    targets = tokens[:, 1:]
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = (logits.argmax(-1) == targets).astype(jnp.float32)
+    return jnp.stack([(nll * mask).sum(), (correct * mask).sum(), mask.sum()])
+
+
+def _decay_mask(params: Params) -> dict[str, bool]:
+    # Decay weight matrices only; LayerNorm gains, biases and the embeddings stay undecayed.
+    return {name: name.endswith("_w") for name in params}
+
+
+# lr is 1.0 here and the scheduled rate multiplies the updates in _train_step: identical to adamw with a
+# schedule, but the optimizer is built once, so the jitted step compiles once per model shape for all jobs.
+_OPTIMIZER = optax.chain(
+    optax.clip_by_global_norm(_CLIP_NORM),
+    optax.adamw(learning_rate=1.0, weight_decay=_WEIGHT_DECAY, mask=_decay_mask),
+)
+
+
+@partial(jax.jit, static_argnames=("n_heads",))
+def _train_step(params: Params, opt_state: Any, tokens: jax.Array, mask: jax.Array, lr: jax.Array, n_heads: int):
+    def loss(p: Params) -> tuple[jax.Array, jax.Array]:
+        stats = _batch_stats(p, tokens, mask, n_heads)
+        return stats[0] / jnp.maximum(stats[2], 1.0), stats
+
+    grads, stats = jax.grad(loss, has_aux=True)(params)
+    updates, opt_state = _OPTIMIZER.update(grads, opt_state, params)
+    params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
+    return params, opt_state, stats
+
+
+_eval_step = jax.jit(_batch_stats, static_argnames=("n_heads",))
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Example indices per step: successive random permutations of the dataset, cut into batches."""
+    pending = np.empty(0, np.int64)
+    while True:
+        while len(pending) < batch_size:
+            pending = np.concatenate([pending, rng.permutation(n)])
+        yield pending[:batch_size]
+        pending = pending[batch_size:]
+
+
+def train(
+    train_examples: list[Example],
+    validation_examples: list[Example] | None,
+    settings: TrainingSettings,
+    *,
+    epochs: int = 1,
+    learning_rate_multiplier: float = 1.0,
+    on_metrics: Callable[[MetricPoint], None] = lambda p: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainedModel:
+    """Train a new model from scratch for `settings.steps * epochs` steps with AdamW (warmup, cosine decay).
+
+    Only answer bytes and the EOS after them are predicted; the prompt is context. The same examples,
+    settings and seed give identical metrics (seeded init and batch order, no dropout).
+
+    A metric point is reported every `settings.eval_every` steps and at the final step, with:
+        /train_total_loss: mean cross-entropy (nats) per predicted token, over all predicted tokens of all
+            batches since the previous point (token-weighted, measured before each step's update).
+        /train_fraction_of_correct_next_step_preds: fraction of those tokens whose argmax was right.
+        /train_num_predictions: predicted tokens in the batch of the point's step alone.
+        /eval_total_loss, /eval_fraction_of_correct_next_step_preds: the same over the whole validation
+            set with the parameters after the point's step (only when validation examples are given).
+        /eval_num_predictions: predicted tokens in the whole validation set.
+
+    Args:
+        train_examples: (prompt, answer) pairs; at least one.
+        validation_examples: Pairs evaluated at each point; None or empty for no eval metrics.
+        settings: Model size, sequence length, batch size, steps, learning rate, seed, step delay.
+        epochs: Multiplies `settings.steps`.
+        learning_rate_multiplier: Multiplies `settings.learning_rate`.
+        on_metrics: Called with each metric point, in step order.
+        should_stop: Checked before every step.
+
+    Returns:
+        The trained model.
+
+    Raises:
+        ValueError: No training examples, epochs < 1, a non-positive multiplier, or heads not dividing d_model.
+        TrainingCancelled: `should_stop()` returned true.
+    """
+    if not train_examples:
+        raise ValueError("no training examples")
+    if epochs < 1 or learning_rate_multiplier <= 0:
+        raise ValueError("epochs must be >= 1 and learning_rate_multiplier > 0")
+    if settings.d_model % settings.n_heads:
+        raise ValueError(f"n_heads {settings.n_heads} does not divide d_model {settings.d_model}")
+    n_heads, batch_size, total_steps = settings.n_heads, settings.batch_size, settings.steps * epochs
+    tokens, mask = _encode_all(train_examples, settings.max_len)
+    val = _encode_all(validation_examples, settings.max_len, batch_size) if validation_examples else None
+
+    peak = settings.learning_rate * learning_rate_multiplier
+    warmup = max(1, min(50, total_steps // 10))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), peak * 0.1)
+    params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len)
+    opt_state = _OPTIMIZER.init(params)
+    batches = _batches(len(train_examples), batch_size, np.random.Generator(np.random.PCG64(settings.seed)))
+
+    window = np.zeros(3)  # loss sum, correct, count since the last point; float64 so sums stay exact-ish
+    for step in range(1, total_steps + 1):
+        if should_stop():
+            raise TrainingCancelled(step - 1)
+        idx = next(batches)
+        # schedule(step - 1): the first update uses the schedule's value at count 0, as optax.adamw would.
+        lr = jnp.float32(schedule(step - 1))
+        params, opt_state, stats = _train_step(params, opt_state, tokens[idx], mask[idx], lr, n_heads=n_heads)
+        stats = np.asarray(stats, np.float64)
+        window += stats
+        if step % settings.eval_every == 0 or step == total_steps:
+            metrics = {
+                "/train_total_loss": window[0] / max(window[2], 1.0),
+                "/train_fraction_of_correct_next_step_preds": window[1] / max(window[2], 1.0),
+                "/train_num_predictions": float(stats[2]),
+            }
+            if val is not None:
+                ev = sum(
+                    np.asarray(_eval_step(params, val[0][i:i + batch_size], val[1][i:i + batch_size], n_heads=n_heads),
+                               np.float64)
+                    for i in range(0, len(val[0]), batch_size)
+                )
+                metrics |= {
+                    "/eval_total_loss": ev[0] / max(ev[2], 1.0),
+                    "/eval_fraction_of_correct_next_step_preds": ev[1] / max(ev[2], 1.0),
+                    "/eval_num_predictions": float(ev[2]),
+                }
+            on_metrics(MetricPoint(step, {k: float(v) for k, v in metrics.items()}))
+            window[:] = 0.0
+        if settings.step_delay_seconds:
+            time.sleep(settings.step_delay_seconds)
+    config = {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
+              "n_heads": n_heads, "max_len": settings.max_len, "vocab_size": VOCAB_SIZE}
+    return TrainedModel(params, config)
+
+
+def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.Array, n_heads: int):
+    """Logits for position pos + 1 given `token` at `pos`; cache [layers, 2, max_len, heads, head_dim]."""
+    d = params["tok_emb"].shape[1]
+    max_len = cache.shape[2]
+    x = params["tok_emb"][token] + params["pos_emb"][pos]
+    visible = jnp.arange(max_len) <= pos
+    for i in range(_n_layers(params)):
+        h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
+        q, k, v = (z.reshape(n_heads, d // n_heads) for z in jnp.split(h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"], 3))
+        cache = cache.at[i, 0, pos].set(k).at[i, 1, pos].set(v)
+        att = jnp.einsum("hd,thd->ht", q, cache[i, 0]) / math.sqrt(d // n_heads)
+        att = jax.nn.softmax(jnp.where(visible, att, -1e30), axis=-1)
+        x = x + jnp.einsum("ht,thd->hd", att, cache[i, 1]).reshape(d) @ params[f"b{i}.out_w"] + params[f"b{i}.out_b"]
+        x = x + _mlp(params, i, x)
+    return _layer_norm(x, params["ln_f_g"], params["ln_f_b"]) @ params["tok_emb"].T, cache
+
+
+@partial(jax.jit, static_argnames=("n_heads",))
+def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: jax.Array,
+              temperature: jax.Array, key: jax.Array, n_heads: int):
+    """Feed the prompt one token at a time (KV cache), then greedy-decode or sample into `buf` [max_len + 1]."""
+    max_len = params["pos_emb"].shape[0]
+    d = params["tok_emb"].shape[1]
+    cache = jnp.zeros((_n_layers(params), 2, max_len, n_heads, d // n_heads), jnp.float32)
+    banned = jnp.arange(VOCAB_SIZE) >= PAD  # never emit PAD, BOS or SEP; EOS is allowed
+    banned = banned & (jnp.arange(VOCAB_SIZE) != EOS)
+
+    def cond(state):
+        pos, _, _, produced, done = state
+        return (pos < max_len) & (produced < max_new) & ~done
+
+    def body(state):
+        pos, buf, cache, produced, done = state
+        logits, cache = _decode_token(params, buf[pos], pos, cache, n_heads)
+        logits = jnp.where(banned, -jnp.inf, logits)
+        sampled = jax.random.categorical(jax.random.fold_in(key, pos), logits / jnp.maximum(temperature, 1e-6))
+        token = jnp.where(temperature > 0, sampled, jnp.argmax(logits)).astype(jnp.int32)
+        generating = pos + 1 >= prompt_len  # still inside the prompt: the next token is given, not chosen
+        buf = jnp.where(generating, buf.at[pos + 1].set(token), buf)
+        produced = produced + generating.astype(jnp.int32)
+        done = generating & (token == EOS)
+        return pos + 1, buf, cache, produced, done
+
+    state = (jnp.int32(0), buf, cache, jnp.int32(0), jnp.bool_(False))
+    _, buf, _, produced, done = jax.lax.while_loop(cond, body, state)
+    return buf, produced, done
+
+
+class TrainedModel:
+    """Trained parameters and their config; saved as params.npz + config.json in a directory."""
+
+    def __init__(self, params: Params, config: dict[str, Any]) -> None:
+        self.params = params
+        self.config = config
+
+    def save(self, directory: Path) -> None:
+        """Write params.npz and config.json into `directory` (created if missing).
+
+        Args:
+            directory: Target directory.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / _PARAMS_FILE, **{k: np.asarray(v) for k, v in self.params.items()})
+        (directory / _CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> TrainedModel:
+        """Read a model written by `save`.
+
+        Args:
+            directory: Directory holding params.npz and config.json.
+
+        Returns:
+            The model.
+
+        Raises:
+            ValueError: The config is not of this model format.
+        """
+        directory = Path(directory)
+        config = json.loads((directory / _CONFIG_FILE).read_text())
+        if config.get("format") != _FORMAT:
+            raise ValueError(f"unknown model format {config.get('format')!r} in {directory}")
+        with np.load(directory / _PARAMS_FILE) as data:
+            params = {k: jnp.asarray(data[k]) for k in data.files}
+        return cls(params, config)
+
+    def generate(self, prompt: str, *, max_output_tokens: int = 128, temperature: float = 0.0,
+                 seed: int = 0) -> Generation:
+        """Answer a prompt: greedy when temperature is 0, else sampled with `seed`.
+
+        A prompt longer than the context loses bytes from the left, keeping room for
+        min(max_output_tokens, max_len // 2) output tokens; generation also ends when the context is full.
+
+        Args:
+            prompt: The user text.
+            max_output_tokens: Most tokens to generate (EOS included); at least 1.
+            temperature: Softmax temperature; 0 for greedy decoding.
+            seed: PRNG seed for sampling.
+
+        Returns:
+            The answer; prompt_token_count is count_tokens(prompt) + 2 (BOS, SEP; the untruncated prompt),
+            output_token_count counts generated tokens including a final EOS, finish_reason is "STOP" when
+            EOS was generated and "MAX_TOKENS" otherwise.
+        """
+        if max_output_tokens < 1:
+            raise ValueError("max_output_tokens must be >= 1")
+        max_len = self.config["max_len"]
+        room = min(max_output_tokens, max_len // 2)
+        kept = list(prompt.encode("utf-8"))[-(max_len - 1 - room):] if max_len - 1 - room > 0 else []
+        seq = [BOS, *kept, SEP]
+        buf = np.full(max_len + 1, PAD, np.int32)
+        buf[: len(seq)] = seq
+        out, produced, done = _generate(self.params, jnp.asarray(buf), jnp.int32(len(seq)),
+                                        jnp.int32(max_output_tokens), jnp.float32(temperature),
+                                        jax.random.key(seed), n_heads=self.config["n_heads"])
+        produced, done = int(produced), bool(done)
+        answer = np.asarray(out)[len(seq): len(seq) + produced - int(done)]
+        return Generation(
+            text=bytes(answer.astype(np.uint8).tolist()).decode("utf-8", errors="replace"),
+            prompt_token_count=count_tokens(prompt) + 2,
+            output_token_count=produced,
+            finish_reason="STOP" if done else "MAX_TOKENS",
+        )

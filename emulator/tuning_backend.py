@@ -1,0 +1,245 @@
+"""State of the emulated Vertex AI: tuning jobs, metric points, tuned models and endpoints (SQLite)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from emulator.clock import now_rfc3339
+from emulator.db import Database
+from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
+from tuning.models import ENDED_STATES, JobState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tuning_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    project TEXT NOT NULL,
+    location TEXT NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metric_points (
+    job_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    time TEXT NOT NULL,
+    PRIMARY KEY (job_id, step, metric)
+);
+CREATE TABLE IF NOT EXISTS tuned_models (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    location TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    model_dir TEXT NOT NULL,
+    create_time TEXT NOT NULL
+);
+"""
+
+
+def job_resource_name(project: str, location: str, job_id: str) -> str:
+    return f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
+
+
+def experiment_context_name(project: str, location: str, job_id: str) -> str:
+    return f"projects/{project}/locations/{location}/metadataStores/default/contexts/tuning-experiment-{job_id}"
+
+
+def _new_numeric_id() -> str:
+    # Production ids are 19-digit numbers; keep the shape so names look and sort like the real ones.
+    return str(10**18 + secrets.randbelow(9 * 10**18))
+
+
+@dataclass(frozen=True)
+class TunedModelRecord:
+    id: str
+    project: str
+    location: str
+    job_id: str
+    endpoint_id: str
+    display_name: str
+    model_dir: str
+    create_time: str
+
+    @property
+    def model_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/models/{self.id}@1"
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/endpoints/{self.endpoint_id}"
+
+
+class TuningBackend:
+    """Owns the tuning records; the runner moves jobs through their states by calling `update_job`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.ensure_schema(SCHEMA)
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    def insert_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        job_id = _new_numeric_id()
+        now = now_rfc3339()
+        body = {**body, "name": job_resource_name(project, location, job_id), "state": JobState.JOB_STATE_PENDING.value,
+                "createTime": now, "updateTime": now}
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO tuning_jobs (id, project, location, state, body) VALUES (?, ?, ?, ?, ?)",
+                         (job_id, project, location, body["state"], json.dumps(body)))
+        return body
+
+    def job(self, project: str, location: str, job_id: str) -> dict[str, Any]:
+        row = self.db.query_one("SELECT body FROM tuning_jobs WHERE id = ? AND project = ? AND location = ?",
+                                (job_id, project, location))
+        if row is None:
+            raise NotFound(f"TuningJob {job_resource_name(project, location, job_id)} not found.")
+        return json.loads(row["body"])
+
+    def job_by_id(self, job_id: str) -> dict[str, Any]:
+        row = self.db.query_one("SELECT body FROM tuning_jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise NotFound(f"TuningJob {job_id} not found.")
+        return json.loads(row["body"])
+
+    def update_job(self, job_id: str, *, only_if_state_in: Optional[Iterable[JobState]] = None,
+                   **fields: Any) -> Optional[dict[str, Any]]:
+        """Merge camelCase `fields` into the job (None removes a field); returns the new body.
+
+        With `only_if_state_in`, the update happens only while the job is in one of those states
+        (returns None otherwise), so a cancel and the runner's own transitions cannot overwrite each other.
+        """
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT body FROM tuning_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"TuningJob {job_id} not found.")
+            body = json.loads(row["body"])
+            if only_if_state_in is not None and JobState(body["state"]) not in set(only_if_state_in):
+                return None
+            for key, value in fields.items():
+                if value is None:
+                    body.pop(key, None)
+                else:
+                    body[key] = value.value if isinstance(value, JobState) else value
+            body["updateTime"] = now_rfc3339()
+            conn.execute("UPDATE tuning_jobs SET body = ?, state = ? WHERE id = ?",
+                         (json.dumps(body), body["state"], job_id))
+        return body
+
+    def list_jobs(self, project: str, location: str, *, page_size: int, page_token: str,
+                  matches) -> tuple[list[dict[str, Any]], str]:
+        """Newest first, like the service. `matches(body)` is the parsed list filter."""
+        before_seq = _decode_page_token(page_token)
+        page: list[dict[str, Any]] = []
+        last_seq = None
+        rows = self.db.connection().execute(
+            "SELECT seq, body FROM tuning_jobs WHERE project = ? AND location = ? AND seq < ? ORDER BY seq DESC",
+            (project, location, before_seq))
+        for row in rows:
+            body = json.loads(row["body"])
+            if not matches(body):
+                continue
+            if len(page) == page_size:
+                return page, _encode_page_token(last_seq)
+            page.append(body)
+            last_seq = row["seq"]
+        return page, ""
+
+    def jobs_in_states(self, states: Iterable[JobState]) -> list[dict[str, Any]]:
+        names = [state.value for state in states]
+        rows = self.db.query(f"SELECT body FROM tuning_jobs WHERE state IN ({','.join('?' * len(names))}) ORDER BY seq",
+                             tuple(names))
+        return [json.loads(row["body"]) for row in rows]
+
+    def request_cancel(self, project: str, location: str, job_id: str) -> dict[str, Any]:
+        """PENDING/QUEUED → CANCELLED at once; RUNNING → CANCELLING (the runner finishes it); ended → 400."""
+        job = self.job(project, location, job_id)
+        state = JobState(job["state"])
+        if state in ENDED_STATES:
+            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {state.value}.")
+        cancelled = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED},
+                                    **cancelled_fields())
+        if cancelled is not None:
+            return cancelled
+        moved = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_RUNNING},
+                                state=JobState.JOB_STATE_CANCELLING)
+        return moved or self.job_by_id(job_id)
+
+    # --- metrics ----------------------------------------------------------------------------------
+
+    def add_metric_point(self, job_id: str, step: int, metrics: dict[str, float]) -> None:
+        now = now_rfc3339()
+        with self.db.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO metric_points (job_id, step, metric, value, time) VALUES (?,?,?,?,?)",
+                             [(job_id, step, name, float(value), now) for name, value in metrics.items()])
+
+    def clear_metrics(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM metric_points WHERE job_id = ?", (job_id,))
+
+    def metric_series(self, job_id: str) -> dict[str, list[dict[str, Any]]]:
+        """{metric: [{step, value, time}, ...]} in step order."""
+        series: dict[str, list[dict[str, Any]]] = {}
+        for row in self.db.query("SELECT step, metric, value, time FROM metric_points WHERE job_id = ? "
+                                 "ORDER BY metric, step", (job_id,)):
+            series.setdefault(row["metric"], []).append({"step": row["step"], "value": row["value"],
+                                                         "time": row["time"]})
+        return series
+
+    # --- tuned models and endpoints ---------------------------------------------------------------
+
+    def insert_tuned_model(self, project: str, location: str, job_id: str, display_name: str,
+                           model_dir: str) -> TunedModelRecord:
+        record = TunedModelRecord(id=_new_numeric_id(), project=project, location=location, job_id=job_id,
+                                  endpoint_id=_new_numeric_id(), display_name=display_name, model_dir=model_dir,
+                                  create_time=now_rfc3339())
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
+                         (record.id, project, location, job_id, record.endpoint_id, display_name, model_dir,
+                          record.create_time))
+        return record
+
+    def tuned_model(self, project: str, location: str, model_id: str) -> TunedModelRecord:
+        row = self.db.query_one("SELECT * FROM tuned_models WHERE id = ? AND project = ? AND location = ?",
+                                (model_id.split("@")[0], project, location))
+        if row is None:
+            raise NotFound(f"Model projects/{project}/locations/{location}/models/{model_id} not found.")
+        return TunedModelRecord(**dict(row))
+
+    def tuned_model_by_endpoint(self, project: str, location: str, endpoint_id: str) -> TunedModelRecord:
+        row = self.db.query_one("SELECT * FROM tuned_models WHERE endpoint_id = ? AND project = ? AND location = ?",
+                                (endpoint_id, project, location))
+        if row is None:
+            raise NotFound(f"Endpoint projects/{project}/locations/{location}/endpoints/{endpoint_id} not found.")
+        return TunedModelRecord(**dict(row))
+
+    def reset(self) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM tuning_jobs")
+            conn.execute("DELETE FROM metric_points")
+            conn.execute("DELETE FROM tuned_models")
+
+
+def cancelled_fields() -> dict[str, Any]:
+    """The fields of a job that ends CANCELLED (error code 1, per the cancel RPC's documentation)."""
+    return {"state": JobState.JOB_STATE_CANCELLED, "endTime": now_rfc3339(),
+            "error": {"code": 1, "message": "CANCELLED: the tuning job was cancelled by the user."}}
+
+
+def _encode_page_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": seq}).encode()).decode()
+
+
+def _decode_page_token(token: str) -> int:
+    if not token:
+        return 2**62
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["before"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(f"Invalid page token {token!r}.") from error

@@ -1,0 +1,50 @@
+"""The project's error hierarchy.
+
+    TuningError                      root: catch this to catch everything we raise on purpose
+    ├── ConfigError                  a stack config key or CLI argument is invalid (names the key)
+    ├── DatasetError                 a dataset file breaks a rule (names file, line, field, rule)
+    ├── ApiError                     Vertex AI / GCS answered with an error we do not retry
+    └── JobFailedError               the tuning job ended FAILED, CANCELLED or EXPIRED
+"""
+
+from __future__ import annotations
+
+
+class TuningError(Exception):
+    """Root of every error this project raises deliberately."""
+
+
+class ConfigError(TuningError):
+    """A configuration value is invalid; the message names the key and the rule."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+class DatasetError(TuningError):
+    """A dataset breaks one or more rules; `problems` holds each `file:line: rule` entry."""
+
+    def __init__(self, problems: list[str]) -> None:
+        shown = problems[:20]
+        more = len(problems) - len(shown)
+        text = "\n".join(shown) + (f"\n... and {more} more problems" if more > 0 else "")
+        super().__init__(text)
+        self.problems = problems
+
+
+class ApiError(TuningError):
+    """A non-retryable error answered by the API; `code` is the HTTP status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class JobFailedError(TuningError):
+    """The tuning job ended without success."""
+
+    def __init__(self, job_name: str, state: str, message: str) -> None:
+        super().__init__(f"tuning job {job_name} ended {state}: {message}")
+        self.job_name = job_name
+        self.state = state
