@@ -90,13 +90,20 @@ def _encode(prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndar
 
 
 def _encode_all(examples: list[Example], max_len: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded examples, padded with all-PAD rows (mask 0) to a multiple of `multiple` rows."""
+    """Encoded examples, padded with all-PAD rows (mask 0) to a multiple of `multiple` rows.
+
+    Columns past the longest sequence (rounded up to 16 positions) are dropped: they are all padding, and
+    attention cost grows with the square of the width, so short datasets train several times faster. The width
+    is fixed per dataset, so the jitted steps still compile once per job.
+    """
     rows = max(1, math.ceil(len(examples) / multiple)) * multiple
     tokens = np.full((rows, max_len + 1), PAD, np.int32)
     mask = np.zeros((rows, max_len), np.float32)
     for i, (prompt, answer) in enumerate(examples):
         tokens[i], mask[i] = _encode(prompt, answer, max_len)
-    return tokens, mask
+    longest = int((tokens != PAD).sum(axis=1).max()) - 1  # input positions the longest sequence needs
+    width = min(max_len, -(-longest // 16) * 16)
+    return tokens[:, : width + 1], mask[:, :width]
 
 
 def _init_params(key: jax.Array, d_model: int, n_layers: int, max_len: int) -> Params:

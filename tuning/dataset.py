@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Literal, Sequence
@@ -207,43 +208,47 @@ def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> Datase
     _check_kind(kind)
     reader = _LineReader(stream)
     problems = _ProblemList(name)
-    examples = 0
+    blank_lines = 0
     total_chars = 0
     max_chars = 0
-    # Line of the first validation example past the limit; the problem is reported there.
-    first_over_limit = MAX_VALIDATION_EXAMPLES + 1 if kind == "validation" else 0
+    # The line of the first validation example past the limit, where that problem is reported. Each blank
+    # line moves it down by one; counting examples per line instead would cost the hot path an addition.
+    check_line = MAX_VALIDATION_EXAMPLES + 1 if kind == "validation" else 0
     over_limit_line = 0
     max_chars_per_example = MAX_EXAMPLE_TOKENS * CHARS_PER_TOKEN
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
+    example_chars = _example_chars
 
     line = 0
-    for raw in reader:
-        line += 1
-        # Hot path: one parse and straight-line structural checks; anything unusual leaves it.
-        try:
-            example = loads(raw)
-        except decode_error as exc:
-            if raw is not None and not raw.strip():
-                problems.add(line, None, "blank line (one JSON example per line)")
-                continue
-            examples += 1
-            if examples == first_over_limit:
+    for batch in reader.batches():
+        for raw in batch:
+            line += 1
+            # Hot path: one parse, one structural check; anything unusual leaves it.
+            try:
+                example = loads(raw)
+            except decode_error as exc:
+                if raw is not None and not raw.strip():
+                    blank_lines += 1
+                    if not over_limit_line:
+                        check_line += 1
+                    problems.add(line, None, "blank line (one JSON example per line)")
+                    continue
+                problem = None, _json_rule(raw, exc)
+            else:
+                chars = example_chars(example)
+                if 0 <= chars <= max_chars_per_example:
+                    total_chars += chars
+                    if chars > max_chars:
+                        max_chars = chars
+                    if line == check_line:
+                        over_limit_line = line
+                    continue
+                problem = _diagnose(example) if chars < 0 else ("contents", _token_rule(chars))
+            if line == check_line:
                 over_limit_line = line
-            problems.add(line, None, _json_rule(raw, exc))
-            continue
-        examples += 1
-        if examples == first_over_limit:
-            over_limit_line = line
-        chars = _text_chars(example)
-        if 0 <= chars <= max_chars_per_example:
-            total_chars += chars
-            if chars > max_chars:
-                max_chars = chars
-        elif chars < 0:
-            problems.add(line, *_diagnose(example))
-        else:
-            problems.add(line, "contents", _token_rule(chars))
+            problems.add(line, *problem)
+    examples = line - blank_lines
 
     if reader.bytes > MAX_FILE_BYTES:
         problems.add(0, None, _size_rule(reader.bytes))
@@ -287,13 +292,13 @@ def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, list[tuple[str, str]]
     max_chars_per_example = MAX_EXAMPLE_TOKENS * CHARS_PER_TOKEN
     loads = orjson.loads
     line = 0
-    for raw in _LineReader(stream, hashed=False):
+    for raw in _LineReader(stream, hashed=False).lines():
         line += 1
         try:
             example = loads(raw)
         except orjson.JSONDecodeError:
             continue
-        chars = _text_chars(example)
+        chars = _example_chars(example)
         if 0 <= chars <= max_chars_per_example:
             turns = [
                 (turn["role"], "".join([part["text"] for part in turn["parts"]])) for turn in example["contents"]
@@ -358,44 +363,95 @@ class _LineReader:
     def hexdigest(self) -> str:
         return self._digest.hexdigest() if self._digest is not None else ""
 
-    def __iter__(self) -> Iterator[bytes | None]:
+    def lines(self) -> Iterator[bytes | None]:
+        """Each line in turn."""
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[bytes | None]]:
+        """The lines of each block read, as lists: a loop over a list costs less per line than a generator."""
         read = self._stream.read
         update = self._digest.update if self._digest is not None else None
         # Blocks no larger than the line limit: a line inside one block is then always short enough,
-        # so only the line that spans blocks needs a length check.
+        # so only a line that spans blocks needs a length check.
         block_size = min(READ_BLOCK_BYTES, MAX_LINE_BYTES)
         carry = b""
         overlong = False
-        while True:
-            block = read(block_size)
-            if not block:
-                break
-            self.bytes += len(block)
-            if update is not None:
-                update(block)
-            lines = block.split(b"\n")
-            if len(lines) == 1:  # no newline in this block: the current line continues
-                if not overlong:
-                    carry += block
-                    if len(carry) > MAX_LINE_BYTES:
-                        overlong, carry = True, b""
-                continue
+        # SHA-256 releases the GIL on large buffers, so a worker thread hashes block N while this thread
+        # parses it. Waiting for block N-1's hash before handing over block N bounds memory to two blocks.
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-sha256") if update else None
+        hashing: Future[None] | None = None
+        try:
+            while True:
+                block = read(block_size)
+                if not block:
+                    break
+                self.bytes += len(block)
+                if hasher is not None:
+                    if hashing is not None:
+                        hashing.result()
+                    hashing = hasher.submit(update, block)
+                lines: list[bytes | None] = block.split(b"\n")  # type: ignore[assignment]
+                if len(lines) == 1:  # no newline in this block: the current line goes on
+                    if not overlong:
+                        carry += block
+                        if len(carry) > MAX_LINE_BYTES:
+                            overlong, carry = True, b""
+                    continue
+                if overlong:
+                    lines[0], overlong = None, False
+                elif carry:
+                    first = carry + lines[0]  # type: ignore[operator]
+                    lines[0] = None if len(first) > MAX_LINE_BYTES else first
+                carry = lines.pop()  # type: ignore[assignment]
+                yield lines
+            if hashing is not None:
+                hashing.result()
             if overlong:
-                overlong = False
-                yield None
+                yield [None]
+            elif carry:
+                yield [None if len(carry) > MAX_LINE_BYTES else carry]
+        finally:
+            if hasher is not None:
+                hasher.shutdown(wait=True)
+
+
+def _example_chars(example: object) -> int:
+    """Characters of text in a valid example, or -1 if it breaks a structural rule.
+
+    The usual shape (user/model exchanges, one text part per turn) is checked first with straight-line
+    code; any other shape, and any exception on the way, goes to the general check `_text_chars`.
+    """
+    try:
+        contents = example["contents"]  # type: ignore[index]
+        if len(example) == 1:  # type: ignore[arg-type]
+            chars = 0
+            turns = iter(contents)
+            for user in turns:
+                # On any other JSON shape, subscripting, unpacking, next() or isspace() raises.
+                model = next(turns)
+                if user["role"] != "user" or model["role"] != "model" or len(user) != 2 or len(model) != 2:
+                    break
+                (user_part,) = user["parts"]
+                (model_part,) = model["parts"]
+                user_text = user_part["text"]
+                model_text = model_part["text"]
+                if (
+                    len(user_part) != 1
+                    or len(model_part) != 1
+                    or not user_text
+                    or not model_text
+                    or user_text.isspace()
+                    or model_text.isspace()
+                ):
+                    break
+                chars += len(user_text) + len(model_text)
             else:
-                first = carry + lines[0] if carry else lines[0]
-                yield None if len(first) > MAX_LINE_BYTES else first
-            carry = lines.pop()
-            rest = iter(lines)
-            next(rest)  # the first line, yielded above
-            yield from rest
-            if len(carry) > MAX_LINE_BYTES:
-                overlong, carry = True, b""
-        if overlong:
-            yield None
-        elif carry:
-            yield None if len(carry) > MAX_LINE_BYTES else carry
+                if chars:  # zero when contents is empty
+                    return chars
+    except (KeyError, TypeError, ValueError, AttributeError, StopIteration):
+        pass
+    return _text_chars(example)
 
 
 def _text_chars(example: object) -> int:

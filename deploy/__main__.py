@@ -1,0 +1,76 @@
+"""`python -m deploy COMMAND [--stack NAME]`: run the stack with the pinned engine, offline.
+
+Commands: preview, up, refresh, destroy, outputs, emulator-start, emulator-stop.
+For a stack whose emulatorEndpoint is `embedded` (the `local` stack), the emulator is started in the
+background first (or reused) and its URL is filled in for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from deploy.emulator_process import EmulatorProcess
+from deploy.engine import PROJECT_DIR
+from deploy.stack import StackRun
+from tuning.errors import TuningError
+
+COMMANDS = ("preview", "up", "refresh", "destroy", "outputs", "emulator-start", "emulator-stop")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--stack", default="local", help="stack name (default: local)")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run = StackRun.for_project(args.project_dir.resolve(), args.stack)
+    emulator = EmulatorProcess(run.run_dir / "emulator")
+    if args.command == "emulator-stop":
+        print("emulator stopped" if emulator.stop() else "no emulator was running")
+        return 0
+    endpoint = emulator.ensure_running() if run.needs_embedded_emulator() else None
+    if args.command == "emulator-start":
+        print(f"emulator: {endpoint or 'not used by stack ' + args.stack}")
+        return 0
+    if endpoint:
+        print(f"emulator: {endpoint}  (console: {endpoint}/)", file=sys.stderr)
+    stack = run.open()
+    config_file = str(run.config_file(endpoint))
+    out = {"on_output": print}
+    try:
+        if args.command == "preview":
+            stack.preview(config_file=config_file, diff=True, **out)
+        elif args.command == "up":
+            stack.up(config_file=config_file, **out)
+        elif args.command == "refresh":
+            stack.refresh(config_file=config_file, **out)
+        elif args.command == "destroy":
+            stack.destroy(config_file=config_file, **out)
+        else:
+            outputs = {key: value.value for key, value in stack.outputs().items()}
+            print(json.dumps(outputs, indent=2, sort_keys=True))
+    except TuningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # automation errors carry the engine's own message
+        from pulumi.automation import CommandError
+
+        if isinstance(error, CommandError):
+            print(f"error: pulumi {args.command} failed:\n{error}", file=sys.stderr)
+            return 1
+        raise
+    if endpoint and args.command in ("up", "refresh"):
+        print(f"\nemulator console: {endpoint}/", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pulumi building blocks of the translation-tuning stack, thin layers over `tuning/`."""

@@ -1,0 +1,72 @@
+"""The dataset bucket: `pulumi_gcp.storage.Bucket` on GCP, an emulator bucket on the local stack.
+
+This is the one place where the local and real stacks differ in code: the pulumi-gcp resource
+plugin cannot be obtained offline, so the local stack serves the same role through a dynamic
+resource that talks to the emulator with google-cloud-storage.
+
+On GCP the Vertex AI Secure Fine-Tuning Service Agent,
+`service-PROJECT_NUMBER@gcp-sa-aiplatform-ft.iam.gserviceaccount.com`, reads the datasets, so it
+gets `roles/storage.objectViewer` on the bucket.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from resources.settings import StackSettings
+from resources.target import TargetedProvider
+from tuning.storage import StorageApi
+
+
+class EmulatorBucketProvider(TargetedProvider, ResourceProvider):
+    """A bucket on the emulator; deleting it deletes what is left in it (it only holds datasets)."""
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [key for key in ("name", "location") if olds.get(key) != news.get(key)]
+        return DiffResult(changes=bool(replaces) or olds.get("labels") != news.get("labels"), replaces=replaces,
+                          delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        StorageApi(self.target).ensure_bucket(props["name"], location=props["location"], labels=props.get("labels"))
+        return CreateResult(props["name"], props)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        if not StorageApi(self.target).bucket_exists(id_):
+            return ReadResult("", {})
+        return ReadResult(id_, props)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(news)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        StorageApi(self.target).delete_bucket(id_)
+
+
+class EmulatorBucket(Resource, module="storage", name="EmulatorBucket"):
+    """A GCS bucket on the local emulator."""
+
+    def __init__(self, name: str, props: dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__(EmulatorBucketProvider(), name, props, opts)
+
+
+def tuning_bucket(resource_name: str, bucket_name: str, settings: StackSettings,
+                  opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """Declare the dataset bucket for this stack; returns its name as an output."""
+    labels = {**settings.labels, "managed-by": "pulumi"}
+    if settings.uses_emulator:
+        bucket = EmulatorBucket(resource_name, {"name": bucket_name, "location": settings.region.upper(),
+                                                "labels": labels}, opts)
+        return bucket.id
+    import pulumi_gcp as gcp
+
+    bucket = gcp.storage.Bucket(resource_name, name=bucket_name, location=settings.region.upper(),
+                                uniform_bucket_level_access=True, labels=labels, force_destroy=True, opts=opts)
+    project = gcp.organizations.get_project(project_id=settings.project)
+    gcp.storage.BucketIAMMember(
+        f"{resource_name}-tuning-agent-read", bucket=bucket.name, role="roles/storage.objectViewer",
+        member=f"serviceAccount:service-{project.number}@gcp-sa-aiplatform-ft.iam.gserviceaccount.com",
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[bucket])))
+    return bucket.name

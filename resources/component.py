@@ -1,0 +1,50 @@
+"""TranslationTuning: bucket → validated dataset uploads → tuning job, as one component."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+
+from resources.bucket import tuning_bucket
+from resources.dataset import TuningDataset
+from resources.settings import StackSettings, dataset_path
+from resources.tuning_job import TuningJob
+
+
+class TranslationTuning(pulumi.ComponentResource):
+    """Everything one supervised tuning run of translation-llm-002 needs, declared from stack settings."""
+
+    def __init__(self, name: str, settings: StackSettings, *, project_dir: Path, stack: str,
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("translation-tuning:index:TranslationTuning", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.bucket_name = tuning_bucket(f"{name}-bucket", settings.resolved_bucket_name(stack), settings, child)
+        self.training_dataset = TuningDataset(f"{name}-training-data", {
+            "path": str(dataset_path(settings.training_dataset, project_dir)), "kind": "training",
+            "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
+        self.validation_dataset = None
+        if settings.validation_dataset:
+            self.validation_dataset = TuningDataset(f"{name}-validation-data", {
+                "path": str(dataset_path(settings.validation_dataset, project_dir)), "kind": "validation",
+                "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
+
+        job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job)
+        self.job = TuningJob(f"{name}-job", {
+            "baseModel": settings.base_model,
+            "trainingDatasetUri": self.training_dataset.uri,
+            "validationDatasetUri": self.validation_dataset.uri if self.validation_dataset else None,
+            "tunedModelDisplayName": settings.tuned_model_display_name or f"{name}-{stack}",
+            "epochCount": settings.epoch_count,
+            "learningRateMultiplier": settings.learning_rate_multiplier,
+            "adapterSize": settings.adapter_size,
+            "labels": settings.labels,
+            "idempotencyKey": hashlib.sha256(f"{pulumi.get_project()}/{stack}/{name}".encode()).hexdigest()[:32],
+            "waitForCompletion": settings.wait_for_completion,
+            "completionTimeoutSeconds": settings.completion_timeout,
+            "onDelete": settings.on_delete,
+        }, job_opts)
+        self.register_outputs({"bucketName": self.bucket_name, "tuningJobName": self.job.tuningJobName})

@@ -1,0 +1,49 @@
+"""Where a dynamic provider sends its calls, read from the stack config in `configure()`.
+
+Providers are pickled into the state, so they keep only this plain value, never a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from tuning.client import ApiTarget
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value unknown during preview
+
+
+def is_unknown(value: Any) -> bool:
+    return value == UNKNOWN
+
+
+def target_from_config(config: Any) -> Optional[ApiTarget]:
+    """ApiTarget from a `pulumi.dynamic.Config` (or any object with `get(full_key)`); None without a project."""
+    project = config.get("gcp:project")
+    if not project:
+        return None
+    endpoint = config.get("translation-tuning:emulatorEndpoint") or None
+    if endpoint == "embedded":
+        raise ValueError("translation-tuning:emulatorEndpoint is 'embedded': run through `make demo` or "
+                         "`python -m deploy`, which start the emulator and fill in its URL")
+    return ApiTarget(project=project, location=config.get("gcp:region") or "us-central1", emulator_endpoint=endpoint)
+
+
+class TargetedProvider:
+    """Mixin: `configure()` stores the target; `target` raises a clear error when it is missing."""
+
+    _target: Optional[ApiTarget] = None
+
+    def configure(self, req: Any) -> None:
+        self._target = target_from_config(req.config)
+
+    @property
+    def target(self) -> ApiTarget:
+        if self._target is None:
+            raise ValueError("gcp:project is not set for this stack (pulumi config set gcp:project PROJECT)")
+        return self._target
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never pickle the configured target into the state: it is re-read from config on every run.
+        state = dict(self.__dict__)
+        state.pop("_target", None)
+        return state

@@ -1,0 +1,222 @@
+"""TuningJob: a Vertex AI supervised tuning job as a Pulumi dynamic resource.
+
+create/read/delete map to tuningJobs create/get/cancel (there is no update or delete RPC); every API
+field is therefore a replace, and provider-only knobs (waiting, timeout, on-delete policy) never are.
+The lifecycle is specified in DESIGN.md ("The TuningJob resource").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Optional, TypedDict
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
+    ResourceProvider, UpdateResult
+
+from resources.target import TargetedProvider, is_unknown
+from tuning.client import TuningApi
+from tuning.errors import ApiError, JobFailedError
+from tuning.models import AdapterSize, JobState, SupervisedHyperParameters, SupervisedTuningSpec
+from tuning.models import TuningJob as TuningJobMessage
+from tuning.polling import Backoff, DeadlineExceeded, poll_until
+from tuning.rules import create_request_violations
+
+# Inputs sent to tuningJobs.create: changing any of them needs a new job.
+API_INPUTS = ("baseModel", "trainingDatasetUri", "validationDatasetUri", "tunedModelDisplayName", "description",
+              "epochCount", "learningRateMultiplier", "adapterSize", "labels")
+# Inputs only this provider reads: a change is an in-place update that never touches the job.
+PROVIDER_INPUTS = ("waitForCompletion", "completionTimeoutSeconds", "onDelete")
+# Changing these means "a different job" as well.
+IDENTITY_INPUTS = ("idempotencyKey", "adoptJobName")
+OUTPUTS = ("tuningJobName", "state", "tunedModelName", "tunedModelEndpointName", "experiment", "metrics", "error",
+           "createTime")
+
+IDEMPOTENCY_LABEL = "pulumi-tuning-key"
+_JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+$")
+# States of a job that a retried create may adopt: anything that did not end badly.
+_ADOPTABLE = {JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING,
+              JobState.JOB_STATE_SUCCEEDED}
+CANCEL_WAIT_SECONDS = 120
+
+
+class TuningJobArgs(TypedDict, total=False):
+    """Inputs of a TuningJob."""
+
+    baseModel: pulumi.Input[str]
+    """Base model; translation-llm-002."""
+    trainingDatasetUri: pulumi.Input[str]
+    """gs:// URI of the training JSONL."""
+    validationDatasetUri: pulumi.Input[Optional[str]]
+    """gs:// URI of the validation JSONL (optional; enables the eval metrics)."""
+    tunedModelDisplayName: pulumi.Input[Optional[str]]
+    """Display name of the tuned model (≤ 128 characters)."""
+    description: pulumi.Input[Optional[str]]
+    """Free-text description of the job."""
+    epochCount: pulumi.Input[Optional[int]]
+    """Epochs (service default when unset)."""
+    learningRateMultiplier: pulumi.Input[Optional[float]]
+    """Learning-rate multiplier (service default when unset)."""
+    adapterSize: pulumi.Input[Optional[int]]
+    """Adapter size; translation-llm-002 supports 4 only."""
+    labels: pulumi.Input[dict[str, str]]
+    """Labels on the job (Google label rules)."""
+    idempotencyKey: pulumi.Input[str]
+    """Stable per stack and resource; a retried create adopts the job carrying it."""
+    adoptJobName: pulumi.Input[Optional[str]]
+    """Take over this existing job instead of creating one."""
+    waitForCompletion: pulumi.Input[bool]
+    """Wait (bounded) for the job to end during create."""
+    completionTimeoutSeconds: pulumi.Input[int]
+    """Upper bound of that wait."""
+    onDelete: pulumi.Input[str]
+    """`cancel` (default) a still-running job on destroy, or `abandon` it."""
+
+
+def idempotency_label_value(props: dict[str, Any]) -> str:
+    """Label value unique to (stack, resource, API inputs): same request → same job; new inputs → new job."""
+    canonical = json.dumps({key: props.get(key) for key in (*API_INPUTS, "idempotencyKey")}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def job_request(props: dict[str, Any]) -> TuningJobMessage:
+    """The tuningJobs.create body for these inputs, with the idempotency label added."""
+    hyper = SupervisedHyperParameters(
+        epoch_count=props.get("epochCount"), learning_rate_multiplier=props.get("learningRateMultiplier"),
+        adapter_size=AdapterSize.from_size(props["adapterSize"]) if props.get("adapterSize") else None)
+    return TuningJobMessage(
+        base_model=props["baseModel"],
+        supervised_tuning_spec=SupervisedTuningSpec(training_dataset_uri=props["trainingDatasetUri"],
+                                                    validation_dataset_uri=props.get("validationDatasetUri") or None,
+                                                    hyper_parameters=hyper),
+        tuned_model_display_name=props.get("tunedModelDisplayName") or None,
+        description=props.get("description") or None,
+        labels={**(props.get("labels") or {}), IDEMPOTENCY_LABEL: idempotency_label_value(props)},
+    )
+
+
+def job_outputs(api: TuningApi, job: TuningJobMessage) -> dict[str, Any]:
+    """Output properties of a job as the stack exports them (SDK names in camelCase)."""
+    tuned = job.tuned_model
+    return {
+        "tuningJobName": job.name,
+        "state": job.state.value if job.state else None,
+        "tunedModelName": tuned.model if tuned and tuned.model else "",
+        "tunedModelEndpointName": tuned.endpoint if tuned and tuned.endpoint else "",
+        "experiment": job.experiment or "",
+        "metrics": api.latest_metrics(job),
+        "error": job.error.message if job.error and job.error.message else "",
+        "createTime": job.create_time,
+    }
+
+
+class TuningJobProvider(TargetedProvider, ResourceProvider):
+    """Maps Pulumi's check/diff/create/read/update/delete onto tuningJobs create/get/cancel."""
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        known = {key: value for key, value in news.items() if not is_unknown(value)}
+        failures = []
+        if "adapterSize" in known and known["adapterSize"] is not None and not isinstance(known["adapterSize"], int):
+            known["adapterSize"] = int(known["adapterSize"])
+        for violation in create_request_violations(
+                location=None, base_model=known.get("baseModel", "translation-llm-002"),
+                training_dataset_uri=known.get("trainingDatasetUri", "gs://unknown-yet/x")
+                if "trainingDatasetUri" in news else None,
+                validation_dataset_uri=known.get("validationDatasetUri") or None,
+                adapter_size=known.get("adapterSize"), epoch_count=known.get("epochCount"),
+                learning_rate_multiplier=known.get("learningRateMultiplier"),
+                tuned_model_display_name=known.get("tunedModelDisplayName"), labels=known.get("labels")):
+            failures.append(CheckFailure(_input_name(violation.field), violation.message))
+        if known.get("onDelete", "cancel") not in ("cancel", "abandon"):
+            failures.append(CheckFailure("onDelete", f"must be 'cancel' or 'abandon', got {known['onDelete']!r}"))
+        timeout = known.get("completionTimeoutSeconds", 3600)
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            failures.append(CheckFailure("completionTimeoutSeconds", f"must be a positive number, got {timeout!r}"))
+        adopt = known.get("adoptJobName")
+        if adopt and not _JOB_NAME.match(adopt):
+            failures.append(CheckFailure("adoptJobName", "expected projects/P/locations/L/tuningJobs/ID, "
+                                                         f"got {adopt!r}"))
+        return CheckResult(news, failures)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [key for key in (*API_INPUTS, *IDENTITY_INPUTS) if _normalised(olds.get(key)) !=
+                    _normalised(news.get(key))]
+        updates = [key for key in PROVIDER_INPUTS if olds.get(key) != news.get(key)]
+        return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False,
+                          stables=list(OUTPUTS) if not replaces else [])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        api = TuningApi(self.target)
+        if props.get("adoptJobName"):
+            job = api.get_tuning_job(props["adoptJobName"])
+            if job is None:
+                raise ApiError(404, f"adoptJobName: tuning job {props['adoptJobName']} does not exist")
+        else:
+            job, created = api.create_or_adopt(job_request(props), IDEMPOTENCY_LABEL, idempotency_label_value(props),
+                                               adoptable=_ADOPTABLE)
+            if not created:
+                pulumi.log.info(f"adopted tuning job {job.name} left by an interrupted earlier create")
+        if props.get("waitForCompletion"):
+            job = self._wait(api, job, float(props.get("completionTimeoutSeconds") or 3600))
+        return CreateResult(job.name, {**props, **job_outputs(api, job)})
+
+    def _wait(self, api: TuningApi, job: TuningJobMessage, timeout: float) -> TuningJobMessage:
+        try:
+            job = poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended, timeout=timeout,
+                             backoff=Backoff(initial=1.0, maximum=30.0))
+        except DeadlineExceeded as exceeded:
+            # The job keeps running and is recorded in the state; `pulumi refresh` picks up its end.
+            pulumi.log.warn(f"tuning job {job.name} still running after {timeout:.0f}s; not waiting longer")
+            return exceeded.last
+        if job.state != JobState.JOB_STATE_SUCCEEDED:
+            raise JobFailedError(job.name, job.state.value, job.error.message if job.error else "no error message")
+        return job
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        api = TuningApi(self.target)
+        job = api.get_tuning_job(id_)
+        if job is None:
+            return ReadResult("", {})
+        return ReadResult(id_, {**props, **job_outputs(api, job)})
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult({**olds, **{key: news.get(key) for key in PROVIDER_INPUTS}})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if props.get("onDelete") == "abandon":
+            pulumi.log.info(f"onDelete=abandon: leaving tuning job {id_} as it is")
+            return
+        api = TuningApi(self.target)
+        job = api.get_tuning_job(id_)
+        if job is None or job.has_ended:
+            return
+        api.cancel_tuning_job(id_)
+        # Wait for the cancel to land so nothing is left running when destroy reports success.
+        poll_until(lambda: api.get_tuning_job(id_) or job, lambda j: j.has_ended, timeout=CANCEL_WAIT_SECONDS,
+                   backoff=Backoff(initial=0.5, maximum=5.0))
+
+
+def _input_name(field: str) -> str:
+    """Map a create-request field path to this resource's input name."""
+    return field.rsplit(".", 1)[-1]
+
+
+def _normalised(value: Any) -> Any:
+    return None if value in ("", {}, []) else value
+
+
+class TuningJob(Resource, module="vertex", name="TuningJob"):
+    """A supervised tuning job of translation-llm-002 and the tuned model/endpoint it produces."""
+
+    tuningJobName: pulumi.Output[str]  # noqa: N815 (output names are the SDK's camelCase names)
+    state: pulumi.Output[str]
+    tunedModelName: pulumi.Output[str]  # noqa: N815
+    tunedModelEndpointName: pulumi.Output[str]  # noqa: N815
+    experiment: pulumi.Output[str]
+    metrics: pulumi.Output[dict]
+    error: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TuningJobArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__(TuningJobProvider(), name, {**args, **{key: None for key in OUTPUTS}}, opts)

@@ -1,0 +1,135 @@
+"""Tests of `python -m tuning validate`: output lines and exit status, run as a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tuning.__main__ import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuning", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+
+def write_pairs(path: Path, count: int) -> Path:
+    rows = [
+        {"contents": [{"role": "user", "parts": [{"text": f"English: Line {i}. Spanish:"}]}, {"role": "model", "parts": [{"text": f"Línea {i}."}]}]}
+        for i in range(count)
+    ]
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    return path
+
+
+def test_valid_files_exit_0_with_a_summary_per_file():
+    result = run("validate", "data/train.jsonl", "--validation", "data/validation.jsonl")
+
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "data/train.jsonl: 229 examples, 42 KB, max 39 tokens/example, ok",
+        "data/validation.jsonl: 60 validation examples, 11 KB, max 34 tokens/example, ok",
+    ]
+
+
+def test_problems_go_to_stdout_one_per_line_and_exit_1():
+    result = run("validate", "data/invalid/wrong_role_order.jsonl", "data/invalid/bad_json_line3.jsonl")
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        'data/invalid/wrong_role_order.jsonl:2: contents[1].role: expected "model" after "user", got "user"',
+        "data/invalid/bad_json_line3.jsonl:3: invalid JSON (unexpected end of data at column 116)",
+    ]
+
+
+def test_summary_counts_the_problems():
+    result = run("validate", "data/invalid/empty_text.jsonl")
+
+    assert "data/invalid/empty_text.jsonl: 2 examples, 258 B, max 11 tokens/example, 1 problem" in result.stderr
+
+
+def test_one_invalid_file_among_valid_ones_exits_1():
+    result = run("validate", "data/train.jsonl", "data/invalid/empty_text.jsonl")
+
+    assert result.returncode == 1
+    assert result.stdout == "data/invalid/empty_text.jsonl:2: contents[1].parts[0].text: must not be empty or whitespace only\n"
+
+
+def test_warnings_go_to_stderr_and_keep_exit_0(tmp_path: Path):
+    path = write_pairs(tmp_path / "small.jsonl", 3)
+
+    result = run("validate", str(path))
+
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert f"warning: {path}: only 3 training examples; Vertex recommends at least 100 (100-500 or more)" in (
+        result.stderr.splitlines()
+    )
+
+
+def test_missing_file_is_a_problem_with_exit_1():
+    result = run("validate", "data/no-such-file.jsonl")
+
+    assert result.returncode == 1
+    assert result.stdout == "data/no-such-file.jsonl:0: file not found\n"
+    assert result.stderr == "data/no-such-file.jsonl: 1 problem\n"
+
+
+def test_validation_file_is_checked_as_validation(tmp_path: Path):
+    path = write_pairs(tmp_path / "validation.jsonl", 1025)
+
+    result = run("validate", "--validation", str(path))
+
+    assert result.returncode == 1
+    assert result.stdout == f"{path}:1025: validation set has 1,025 examples; the limit is 1,024\n"
+
+
+def test_file_after_validation_option_is_a_training_file(tmp_path: Path):
+    small = write_pairs(tmp_path / "small.jsonl", 3)
+
+    result = run("validate", "data/train.jsonl", "--validation", "data/validation.jsonl", str(small))
+
+    assert result.returncode == 0
+    assert f"{small}: 3 examples," in result.stderr  # "examples", not "validation examples"
+
+
+def test_validate_without_files_is_a_usage_error():
+    result = run("validate")
+
+    assert result.returncode == 2
+    assert "validate: give at least one FILE or --validation FILE" in result.stderr
+
+
+def test_missing_command_is_a_usage_error():
+    result = run()
+
+    assert result.returncode == 2
+    assert "the following arguments are required: COMMAND" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error():
+    result = run("validate", "data/train.jsonl", "--strict")
+
+    assert result.returncode == 2
+    assert "unrecognized arguments: --strict" in result.stderr
+
+
+def test_main_returns_the_exit_status(capsys: pytest.CaptureFixture[str]):
+    status = main(["validate", str(REPO / "data" / "invalid" / "empty_text.jsonl")])
+
+    assert status == 1
+    assert ":2: contents[1].parts[0].text: must not be empty or whitespace only" in capsys.readouterr().out
+
+
+def test_build_parser_has_the_validate_command():
+    args = build_parser().parse_args(["validate", "a.jsonl", "--validation", "v.jsonl"])
+
+    assert (args.command, args.files, args.validation) == ("validate", ["a.jsonl"], ["v.jsonl"])

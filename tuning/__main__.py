@@ -1,0 +1,117 @@
+"""Command line: ``python -m tuning validate train.jsonl --validation validation.jsonl``.
+
+Exit status: 0 when every file is valid (warnings allowed), 1 when a file breaks a rule, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence, TextIO
+
+from tuning import dataset
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2  # what argparse uses too
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subcommand per action; each sets `handler(args) -> exit status`.
+
+    Returns:
+        The top-level parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m tuning",
+        description="Tools for tuning translation-llm-002 on Vertex AI.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check dataset files against the translation-llm-002 rules",
+        description=(
+            "Check JSONL datasets against the translation-llm-002 rules. Problems go to stdout, one "
+            "'file:line: field: rule' per line; warnings and a summary per file go to stderr."
+        ),
+    )
+    validate.add_argument("files", nargs="*", metavar="FILE", help="training dataset (JSONL)")
+    validate.add_argument(
+        "--validation",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="validation dataset (JSONL); repeat for several",
+    )
+    validate.set_defaults(handler=_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit status.
+    """
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at the first option, so in `validate a --validation v b`
+    # the `b` comes back unparsed; it is a training FILE like `a`.
+    if args.command == "validate" and rest and not any(arg.startswith("-") for arg in rest):
+        args.files.extend(rest)
+        rest = []
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "validate" and not args.files and not args.validation:
+        parser.error("validate: give at least one FILE or --validation FILE")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def _validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    jobs = [(path, "training") for path in args.files] + [(path, "validation") for path in args.validation]
+    status = EXIT_OK
+    for path, kind in jobs:
+        report = dataset.validate_file(path, kind=kind)  # type: ignore[arg-type]
+        for problem in report.problems:
+            print(problem, file=out)
+        if report.omitted_problems:
+            print(f"{report.path}: ... and {report.omitted_problems} more problems", file=out)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=err)
+        print(_summary(report), file=err)
+        if not report.ok:
+            status = EXIT_PROBLEMS
+    return status
+
+
+def _summary(report: dataset.DatasetReport) -> str:
+    """``train.jsonl: 250 examples, 41 KB, max 52 tokens/example, ok``, or the number of problems."""
+    count = report.problem_count
+    verdict = "ok" if report.ok else f"{count} problem{'' if count == 1 else 's'}"
+    if not report.sha256:  # not read: missing, unreadable or too large
+        return f"{report.path}: {verdict}"
+    examples = f"{report.example_count} {'validation ' if report.kind == 'validation' else ''}examples"
+    return (
+        f"{report.path}: {examples}, {_format_size(report.bytes)}, "
+        f"max {report.max_example_tokens} tokens/example, {verdict}"
+    )
+
+
+def _format_size(size: int) -> str:
+    """Decimal units, as `ls --si` prints them: 1 KB = 1,000 bytes."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

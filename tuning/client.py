@@ -1,0 +1,194 @@
+"""Thin adapter over the official google-cloud-aiplatform v1 clients (REST transport) for tuning jobs.
+
+The provider and the CLI call these methods; nothing else in the project builds Vertex AI URLs.
+Retries: 429, 5xx and connection errors are retried with backoff up to a deadline; other 4xx never.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Collection, Iterator, Optional
+
+import requests
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import aiplatform_v1
+from google.protobuf import json_format
+
+from tuning.errors import ApiError
+from tuning.models import EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
+from tuning.polling import Backoff
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (gexc.TooManyRequests, gexc.InternalServerError, gexc.BadGateway, gexc.ServiceUnavailable,
+             gexc.GatewayTimeout, requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+def is_retryable(error: BaseException) -> bool:
+    return isinstance(error, RETRYABLE)
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """Where calls go: a GCP project and region, and optionally an emulator base URL (http://host:port)."""
+
+    project: str
+    location: str = "us-central1"
+    emulator_endpoint: Optional[str] = None
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    backoff: Backoff = Backoff(initial=0.5, maximum=10.0, multiplier=2.0)
+    deadline: float = 120.0
+
+    def retry(self) -> gretry.Retry:
+        return gretry.Retry(predicate=is_retryable, initial=self.backoff.initial, maximum=self.backoff.maximum,
+                            multiplier=self.backoff.multiplier, timeout=self.deadline)
+
+
+def _api_error(error: gexc.GoogleAPICallError) -> ApiError:
+    return ApiError(error.code or 0, error.message or str(error))
+
+
+class TuningApi:
+    """tuningJobs create/get/list/cancel and the job's metrics, against Vertex AI or the emulator."""
+
+    def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
+                 retry_policy: RetryPolicy = RetryPolicy()) -> None:
+        self.target = target
+        self._retry = retry_policy.retry()
+        if target.emulator_endpoint:
+            # The REST transport keeps an explicit http:// scheme (reference §2.3); no ADC offline.
+            options = ClientOptions(api_endpoint=target.emulator_endpoint)
+            credentials = credentials or AnonymousCredentials()
+        else:
+            options = ClientOptions(api_endpoint=f"{target.location}-aiplatform.googleapis.com")
+        self._client = aiplatform_v1.GenAiTuningServiceClient(client_options=options, transport="rest",
+                                                              credentials=credentials)
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def create_tuning_job(self, job: TuningJob) -> TuningJob:
+        """tuningJobs.create, without retries (a retried create could start a second job; see `create_or_adopt`)."""
+        proto = json_format.ParseDict(job.to_wire(), aiplatform_v1.TuningJob.pb(aiplatform_v1.TuningJob()),
+                                      ignore_unknown_fields=True)
+        try:
+            created = self._client.create_tuning_job(parent=self.target.parent,
+                                                     tuning_job=aiplatform_v1.TuningJob.wrap(proto))
+        except gexc.GoogleAPICallError as error:
+            if is_retryable(error):
+                raise
+            raise _api_error(error) from error
+        return _to_model(created)
+
+    def get_tuning_job(self, name: str) -> Optional[TuningJob]:
+        """tuningJobs.get; None when the job does not exist (404)."""
+        try:
+            return _to_model(self._client.get_tuning_job(name=name, retry=self._retry))
+        except gexc.NotFound:
+            return None
+        except gexc.GoogleAPICallError as error:
+            raise _api_error(error) from error
+
+    def list_tuning_jobs(self, filter: str = "", page_size: int = 100) -> Iterator[TuningJob]:
+        """tuningJobs.list, following pages."""
+        request = aiplatform_v1.ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
+        try:
+            for job in self._client.list_tuning_jobs(request=request, retry=self._retry):
+                yield _to_model(job)
+        except gexc.GoogleAPICallError as error:
+            raise _api_error(error) from error
+
+    def find_by_label(self, key: str, value: str, states: Optional[Collection[JobState]] = None) -> Optional[TuningJob]:
+        """The newest job carrying label key=value (and in one of `states`, when given), if any."""
+        for job in self.list_tuning_jobs(filter=f'labels.{key}="{value}"'):
+            if states is None or job.state in states:
+                return job
+        return None
+
+    def cancel_tuning_job(self, name: str) -> bool:
+        """tuningJobs.cancel; False when the job is gone (404) or already ended (FAILED_PRECONDITION)."""
+        try:
+            self._client.cancel_tuning_job(name=name, retry=self._retry)
+            return True
+        except (gexc.NotFound, gexc.FailedPrecondition):
+            return False
+        except gexc.BadRequest as error:
+            if "FAILED_PRECONDITION" in str(error) or "Cannot cancel" in str(error):
+                return False
+            raise _api_error(error) from error
+        except gexc.GoogleAPICallError as error:
+            raise _api_error(error) from error
+
+    def create_or_adopt(self, job: TuningJob, label_key: str, label_value: str, *,
+                        adoptable: Optional[Collection[JobState]] = None,
+                        retry_policy: RetryPolicy = RetryPolicy()) -> tuple[TuningJob, bool]:
+        """Create the job unless one with the idempotency label already exists; (job, created).
+
+        A create that fails with a retryable error may still have started a job, so every attempt
+        first looks for the label: a retry adopts that job instead of starting a second one.
+        """
+        delays = retry_policy.backoff.delays()
+        attempts = max(1, int(retry_policy.deadline / max(retry_policy.backoff.initial, 0.1)))
+        last_error: Optional[BaseException] = None
+        for _ in range(attempts):
+            try:
+                existing = self.find_by_label(label_key, label_value, adoptable)
+                if existing is not None:
+                    return existing, False
+                return self.create_tuning_job(job), True
+            except RETRYABLE as error:
+                last_error = error
+                time.sleep(next(delays))
+        raise ApiError(503, f"creating the tuning job kept failing: {last_error}")
+
+    # -- metrics -----------------------------------------------------------------------------------
+
+    def latest_metrics(self, job: TuningJob) -> dict[str, float]:
+        """Latest value of each computed metric, keyed by its seed name without the leading slash.
+
+        On the emulator this reads its documented metrics route; on Vertex AI the metrics live in the
+        job's experiment (TensorBoard-backed), read with the aiplatform SDK. A metric not computed
+        (yet) is absent, never zero.
+        """
+        if not job.name or not job.state:
+            return {}
+        if self.target.emulator_endpoint:
+            url = f"{self.target.emulator_endpoint.rstrip('/')}/_emulator/v1/{job.name}/metrics"
+            response = requests.get(url, timeout=30)
+            if response.status_code == 404:
+                return {}
+            response.raise_for_status()
+            latest = response.json().get("latest", {})
+        else:
+            latest = self._experiment_metrics(job)
+        return {name.lstrip("/"): float(latest[name]) for name in TRAIN_METRICS + EVAL_METRICS if name in latest}
+
+    def _experiment_metrics(self, job: TuningJob) -> dict[str, float]:
+        if not job.experiment:
+            return {}
+        from google.cloud import aiplatform  # heavy import; only real GCP stacks need it
+
+        aiplatform.init(project=self.target.project, location=self.target.location)
+        frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
+        if frame.empty:
+            return {}
+        row = frame.iloc[0]
+        prefix = "time_series_metric."
+        return {column[len(prefix):]: float(row[column]) for column in frame.columns
+                if column.startswith(prefix) and row[column] == row[column]}
+
+
+def _to_model(proto_job: Any) -> TuningJob:
+    wire = json_format.MessageToDict(aiplatform_v1.TuningJob.pb(proto_job))
+    return TuningJob.model_validate(wire)

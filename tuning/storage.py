@@ -1,0 +1,94 @@
+"""Thin adapter over google-cloud-storage: buckets and content-addressed dataset objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from tuning.client import ApiTarget, RetryPolicy, is_retryable
+from tuning.errors import ApiError
+
+# Files above this size are sent as resumable uploads in chunks of this size.
+CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def dataset_object_name(prefix: str, kind: str, sha256: str, filename: str) -> str:
+    """`{prefix}/{kind}/{sha256}/{filename}`: new content means a new object, same content the same one."""
+    return f"{prefix.strip('/')}/{kind}/{sha256}/{Path(filename).name}".lstrip("/")
+
+
+class StorageApi:
+    """Bucket and object calls against GCS or the emulator."""
+
+    def __init__(self, target: ApiTarget, retry_policy: RetryPolicy = RetryPolicy()) -> None:
+        self.target = target
+        self._retry = retry_policy.retry()
+        if target.emulator_endpoint:
+            self._client = storage.Client(project=target.project, credentials=AnonymousCredentials(),
+                                          client_options={"api_endpoint": target.emulator_endpoint})
+        else:
+            self._client = storage.Client(project=target.project)
+
+    def ensure_bucket(self, name: str, *, location: str, labels: Optional[dict[str, str]] = None) -> None:
+        """Create the bucket with uniform access in `location` unless it exists."""
+        try:
+            self._client.get_bucket(name, retry=self._retry)
+            return
+        except gexc.NotFound:
+            pass
+        bucket = self._client.bucket(name)
+        bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+        bucket.labels = labels or {}
+        try:
+            self._client.create_bucket(bucket, location=location, retry=self._retry)
+        except gexc.Conflict:
+            pass  # created concurrently: fine
+        except gexc.GoogleAPICallError as error:
+            raise ApiError(error.code or 0, f"creating bucket {name}: {error.message}") from error
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete the bucket and what is in it; a missing bucket is fine."""
+        try:
+            bucket = self._client.get_bucket(name, retry=self._retry)
+        except gexc.NotFound:
+            return
+        for blob in self._client.list_blobs(bucket, retry=self._retry):
+            blob.delete(retry=self._retry)
+        try:
+            bucket.delete(retry=self._retry)
+        except gexc.NotFound:
+            pass
+
+    def bucket_exists(self, name: str) -> bool:
+        try:
+            self._client.get_bucket(name, retry=self._retry)
+            return True
+        except gexc.NotFound:
+            return False
+
+    def object_exists(self, bucket: str, name: str) -> bool:
+        return self._client.bucket(bucket).blob(name).exists(retry=self._retry)
+
+    def upload_file(self, bucket: str, name: str, path: Path) -> None:
+        """Upload `path` as `name`, resumable in chunks when large; an existing object is kept (create-only)."""
+        blob = self._client.bucket(bucket).blob(name, chunk_size=CHUNK_BYTES if path.stat().st_size > CHUNK_BYTES
+                                                else None)
+        try:
+            blob.upload_from_filename(str(path), content_type="application/jsonl", if_generation_match=0,
+                                      retry=self._retry)
+        except gexc.PreconditionFailed:
+            pass  # same content-addressed name: the object already holds these bytes
+        except gexc.GoogleAPICallError as error:
+            if is_retryable(error):
+                raise
+            raise ApiError(error.code or 0, f"uploading gs://{bucket}/{name}: {error.message}") from error
+
+    def delete_object(self, bucket: str, name: str) -> None:
+        try:
+            self._client.bucket(bucket).blob(name).delete(retry=self._retry)
+        except gexc.NotFound:
+            pass
