@@ -9,9 +9,9 @@ the sample sentences in data/, then runs, each in its own subprocess:
 * validate:  ``tuning.dataset.validate_file(path)``: parse, check, hash, count.
 
 Rates are timed inside the children (interpreter start-up excluded); the best of `--repeat` runs counts.
-Peak memory is each child's ``ru_maxrss``, read with ``os.wait4``: the same kernel figure as
-``resource.getrusage(RUSAGE_CHILDREN)``, but for one child, whereas RUSAGE_CHILDREN is the maximum over
-all children waited for. Exits 1 if the validator is slower than ``--min-ratio`` x raw or its peak RSS
+Peak memory is each child's ``ru_maxrss`` from ``resource.getrusage(RUSAGE_CHILDREN)``, read by a small
+launcher process that runs just that child (RUSAGE_CHILDREN is a maximum over all children waited for,
+and a child inherits the RSS of the process it was forked from). Exits 1 if the validator is slower than ``--min-ratio`` x raw or its peak RSS
 exceeds ``--max-memory-mb``.
 """
 
@@ -143,25 +143,31 @@ def _generate(out: io.BufferedWriter, size: int, seed: int) -> None:
     out.write(b"".join(buffer))
 
 
+# Runs the measured child and prints its peak RSS. A process inherits ru_maxrss from the process that forked
+# it (the pages it shared before exec count), so the child is forked from this small interpreter rather than
+# from the bench, whose RSS grows while it generates data.
+_LAUNCHER = (
+    "import resource, subprocess, sys; "
+    "subprocess.run(sys.argv[1:], check=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
 def _run_child(mode: str, path: Path) -> dict:
     """Run one measurement in a fresh interpreter; return its JSON result plus its peak RSS in bytes."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(path)],
+    child = [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(path)]
+    completed = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *child],
         cwd=REPO,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen not to wait again
-    proc.stdout.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"{mode} child failed with status {proc.returncode}")
-    result = json.loads(output)
+    result_line, maxrss_line = completed.stdout.splitlines()
+    result = json.loads(result_line)
     # Linux reports ru_maxrss in KiB, macOS in bytes.
-    result["maxrss"] = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    result["maxrss"] = int(maxrss_line) * (1 if sys.platform == "darwin" else 1024)
     return result
 
 

@@ -62,12 +62,14 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         path = request.url.path
         if path.startswith("/_emulator/"):
             return await control.dispatch(request)
-        latency, error = faults.decide(request.method, path)
+        latency, error, after_handler = faults.decide(request.method, path)
         if latency:
             await asyncio.sleep(latency)
-        if error is not None:
-            return error.to_response()
-        return await google.dispatch(request)
+        if error is None:
+            return await google.dispatch(request)
+        if after_handler:
+            await google.dispatch(request)
+        return error.to_response()
 
     async def console(request: Request) -> Response:
         return FileResponse(CONSOLE_PAGE, media_type="text/html")

@@ -17,6 +17,8 @@ class Fault:
 
     `error_rate` is the probability of answering `status` instead of serving; `times` limits how many
     errors are injected (None: unlimited); `latency_seconds` delays every matching request.
+    With `after_handler`, the request is served first and only its response is replaced by the error:
+    a lost response, the case that makes non-idempotent retries dangerous.
     """
 
     path_regex: str
@@ -25,6 +27,7 @@ class Fault:
     error_rate: float = 1.0
     times: Optional[int] = None
     latency_seconds: float = 0.0
+    after_handler: bool = False
     injected: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
@@ -37,7 +40,7 @@ class Fault:
     def to_json(self) -> dict[str, Any]:
         return {"pathRegex": self.path_regex, "method": self.method, "status": self.status,
                 "errorRate": self.error_rate, "times": self.times, "latencySeconds": self.latency_seconds,
-                "injected": self.injected}
+                "afterHandler": self.after_handler, "injected": self.injected}
 
 
 class FaultInjector:
@@ -52,7 +55,8 @@ class FaultInjector:
         try:
             fault = Fault(path_regex=spec["pathRegex"], method=spec.get("method"),
                           status=int(spec.get("status", 503)), error_rate=float(spec.get("errorRate", 1.0)),
-                          times=spec.get("times"), latency_seconds=float(spec.get("latencySeconds", 0.0)))
+                          times=spec.get("times"), latency_seconds=float(spec.get("latencySeconds", 0.0)),
+                          after_handler=bool(spec.get("afterHandler", False)))
         except (KeyError, TypeError, ValueError, re.error) as error:
             raise InvalidArgument(f"Invalid fault {spec!r}: {error!r}; pathRegex is required.") from error
         if fault.status not in BY_HTTP_STATUS:
@@ -71,9 +75,9 @@ class FaultInjector:
         with self._lock:
             return [fault.to_json() for fault in self._faults]
 
-    def decide(self, method: str, path: str) -> tuple[float, Optional[GoogleApiError]]:
-        """(latency to add, error to answer or None) for one request."""
-        latency, error = 0.0, None
+    def decide(self, method: str, path: str) -> tuple[float, Optional[GoogleApiError], bool]:
+        """(latency to add, error to answer or None, whether to serve the request before answering it)."""
+        latency, error, after = 0.0, None, False
         with self._lock:
             for fault in self._faults:
                 if not fault.matches(method, path):
@@ -83,4 +87,5 @@ class FaultInjector:
                 if error is None and not exhausted and self._random.random() < fault.error_rate:
                     fault.injected += 1
                     error = BY_HTTP_STATUS[fault.status](f"Injected fault: {method} {path} answered {fault.status}.")
-        return latency, error
+                    after = fault.after_handler
+        return latency, error, after

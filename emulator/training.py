@@ -134,6 +134,11 @@ def _layer_norm(x: jax.Array, g: jax.Array, b: jax.Array) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + 1e-5) * g + b
 
 
+def _qkv(params: Params, i: int, x: jax.Array) -> list[jax.Array]:
+    h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
+    return jnp.split(h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"], 3, axis=-1)
+
+
 def _mlp(params: Params, i: int, x: jax.Array) -> jax.Array:
     h = _layer_norm(x, params[f"b{i}.ln2_g"], params[f"b{i}.ln2_b"])
     h = jax.nn.gelu(h @ params[f"b{i}.fc_w"] + params[f"b{i}.fc_b"])
@@ -147,9 +152,7 @@ def _forward(params: Params, tokens: jax.Array, n_heads: int) -> jax.Array:
     x = params["tok_emb"][tokens] + params["pos_emb"][:t]
     causal = jnp.tril(jnp.ones((t, t), bool))
     for i in range(_n_layers(params)):
-        h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
-        q, k, v = jnp.split(h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"], 3, axis=-1)
-        q, k, v = (z.reshape(b, t, n_heads, d // n_heads) for z in (q, k, v))
+        q, k, v = (z.reshape(b, t, n_heads, d // n_heads) for z in _qkv(params, i, x))
         att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // n_heads)
         att = jax.nn.softmax(jnp.where(causal, att, -1e30), axis=-1)
         out = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, t, d)
@@ -193,6 +196,14 @@ def _train_step(params: Params, opt_state: Any, tokens: jax.Array, mask: jax.Arr
 
 
 _eval_step = jax.jit(_batch_stats, static_argnames=("n_heads",))
+
+
+def _evaluate(params: Params, tokens: np.ndarray, mask: np.ndarray, batch_size: int, n_heads: int) -> np.ndarray:
+    """Summed [loss, correct, count] over a whole encoded set, in batches of one fixed shape (one compile)."""
+    total = np.zeros(3)
+    for i in range(0, len(tokens), batch_size):
+        total += np.asarray(_eval_step(params, tokens[i:i + batch_size], mask[i:i + batch_size], n_heads=n_heads))
+    return total
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -258,6 +269,8 @@ def train(
     peak = settings.learning_rate * learning_rate_multiplier
     warmup = max(1, min(50, total_steps // 10))
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), peak * 0.1)
+    # Step s uses the schedule's value at count s - 1, as optax.adamw(schedule) would.
+    rates = np.asarray(schedule(np.arange(total_steps)), np.float32)
     params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len)
     opt_state = _OPTIMIZER.init(params)
     batches = _batches(len(train_examples), batch_size, np.random.Generator(np.random.PCG64(settings.seed)))
@@ -267,9 +280,8 @@ def train(
         if should_stop():
             raise TrainingCancelled(step - 1)
         idx = next(batches)
-        # schedule(step - 1): the first update uses the schedule's value at count 0, as optax.adamw would.
-        lr = jnp.float32(schedule(step - 1))
-        params, opt_state, stats = _train_step(params, opt_state, tokens[idx], mask[idx], lr, n_heads=n_heads)
+        params, opt_state, stats = _train_step(params, opt_state, tokens[idx], mask[idx], rates[step - 1],
+                                               n_heads=n_heads)
         stats = np.asarray(stats, np.float64)
         window += stats
         if step % settings.eval_every == 0 or step == total_steps:
@@ -279,11 +291,7 @@ def train(
                 "/train_num_predictions": float(stats[2]),
             }
             if val is not None:
-                ev = sum(
-                    np.asarray(_eval_step(params, val[0][i:i + batch_size], val[1][i:i + batch_size], n_heads=n_heads),
-                               np.float64)
-                    for i in range(0, len(val[0]), batch_size)
-                )
+                ev = _evaluate(params, *val, batch_size, n_heads)
                 metrics |= {
                     "/eval_total_loss": ev[0] / max(ev[2], 1.0),
                     "/eval_fraction_of_correct_next_step_preds": ev[1] / max(ev[2], 1.0),
@@ -305,8 +313,7 @@ def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.A
     x = params["tok_emb"][token] + params["pos_emb"][pos]
     visible = jnp.arange(max_len) <= pos
     for i in range(_n_layers(params)):
-        h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
-        q, k, v = (z.reshape(n_heads, d // n_heads) for z in jnp.split(h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"], 3))
+        q, k, v = (z.reshape(n_heads, d // n_heads) for z in _qkv(params, i, x))
         cache = cache.at[i, 0, pos].set(k).at[i, 1, pos].set(v)
         att = jnp.einsum("hd,thd->ht", q, cache[i, 0]) / math.sqrt(d // n_heads)
         att = jax.nn.softmax(jnp.where(visible, att, -1e30), axis=-1)
@@ -407,7 +414,7 @@ class TrainedModel:
             raise ValueError("max_output_tokens must be >= 1")
         max_len = self.config["max_len"]
         room = min(max_output_tokens, max_len // 2)
-        kept = list(prompt.encode("utf-8"))[-(max_len - 1 - room):] if max_len - 1 - room > 0 else []
+        kept = prompt.encode("utf-8")[-(max_len - 1 - room):]  # max_len >= 32, so at least 15 bytes
         seq = [BOS, *kept, SEP]
         buf = np.full(max_len + 1, PAD, np.int32)
         buf[: len(seq)] = seq

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from pulumi.output import Unknown
+
 from tuning.client import ApiTarget
 
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value unknown during preview
+# Pulumi's wire marker for a value unknown during preview; deserialised it becomes an `Unknown`.
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
 def is_unknown(value: Any) -> bool:
-    return value == UNKNOWN
+    """True for a value (or a container holding a value) not known until the update."""
+    if isinstance(value, Unknown) or value == UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(is_unknown(item) for item in value.values())
+    if isinstance(value, list):
+        return any(is_unknown(item) for item in value)
+    return False
 
 
 def target_from_config(config: Any) -> Optional[ApiTarget]:

@@ -177,7 +177,6 @@ def validate_file(path: str | Path, *, kind: DatasetKind = "training") -> Datase
     _check_kind(kind)
     name = str(path)
     try:
-        size = os.stat(path).st_size
         handle = open(path, "rb")
     except FileNotFoundError:
         return _file_level_report(name, kind, 0, "file not found")
@@ -186,6 +185,7 @@ def validate_file(path: str | Path, *, kind: DatasetKind = "training") -> Datase
     except OSError as exc:
         return _file_level_report(name, kind, 0, f"cannot read file ({exc.strerror})")
     with handle:
+        size = os.fstat(handle.fileno()).st_size
         if size > MAX_FILE_BYTES:
             return _file_level_report(name, kind, size, _size_rule(size))
         return validate_stream(handle, name=name, kind=kind)
@@ -236,7 +236,34 @@ def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> Datase
                     continue
                 problem = None, _json_rule(raw, exc)
             else:
-                chars = example_chars(example)
+                # The documented shape, one user turn then one model turn with one text part each, checked
+                # inline: a function call per line costs ~5% of the throughput. Every other shape, and
+                # every exception (raised by subscripting or unpacking another JSON type), goes to
+                # _example_chars, which agrees with this block on this shape.
+                try:
+                    user, model = example["contents"]
+                    (user_part,) = user["parts"]
+                    (model_part,) = model["parts"]
+                    user_text = user_part["text"]
+                    model_text = model_part["text"]
+                    if (
+                        user["role"] == "user"
+                        and model["role"] == "model"
+                        and len(example) == 1
+                        and len(user) == 2
+                        and len(model) == 2
+                        and len(user_part) == 1
+                        and len(model_part) == 1
+                        and user_text
+                        and model_text
+                        and not user_text.isspace()  # raises AttributeError unless a str
+                        and not model_text.isspace()
+                    ):
+                        chars = len(user_text) + len(model_text)
+                    else:
+                        chars = example_chars(example)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    chars = example_chars(example)
                 if 0 <= chars <= max_chars_per_example:
                     total_chars += chars
                     if chars > max_chars:

@@ -627,3 +627,49 @@ def test_example_pairs_joins_earlier_turns_into_the_prompt():
 def test_example_pairs_needs_a_final_model_turn():
     with pytest.raises(ValueError, match='must end with a "model" turn'):
         example_pairs([("user", "a")])
+
+
+# ---------------------------------------------------------------------------------------------- consistency
+
+_REPLACEMENTS = [None, 0, 7, True, "", " ", "x", [], [{}], {}, {"text": "x"}, [{"text": "x"}]]
+
+
+def _mutants(node: object) -> list[object]:
+    """Copies of `node` with one change anywhere: a value replaced, a key removed or a key added."""
+    results: list[object] = [replacement for replacement in _REPLACEMENTS if replacement != node]
+    if isinstance(node, dict):
+        results.append({**node, "extra": "x"})
+        for key, value in node.items():
+            results.append({k: v for k, v in node.items() if k != key})
+            results.extend({**node, key: mutant} for mutant in _mutants(value))
+    elif isinstance(node, list):
+        results.extend([node[:index] + node[index + 1 :] for index in range(len(node))])
+        results.append(node + node[-1:])
+        for index, value in enumerate(node):
+            results.extend(node[:index] + [mutant] + node[index + 1 :] for mutant in _mutants(value))
+    return results
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pair(),
+        example(("user", "a"), ("model", "b"), ("user", "c"), ("model", "d")),
+        {"contents": [{"role": "user", "parts": [{"text": "a"}, {"text": "b"}]}, {"role": "model", "parts": [{"text": "c"}]}]},
+    ],
+    ids=["one-exchange", "two-exchanges", "two-parts"],
+)
+def test_fast_paths_agree_with_the_general_check(seed: dict, monkeypatch):
+    monkeypatch.setattr(dataset, "MAX_PROBLEMS", 10_000)
+    mutants = _mutants(seed)
+    data = b"".join(orjson.dumps(row) + b"\n" for row in [seed, *mutants])
+
+    report = validate_stream(io.BytesIO(data), name="train.jsonl", kind="training")
+    valid_lines = [line for line, _ in iter_examples(io.BytesIO(data))]
+
+    expected_valid = [line for line, row in enumerate([seed, *mutants], 1) if dataset._text_chars(row) >= 0]
+    invalid_lines = [problem.line for problem in report.problems]
+    assert len(mutants) > 50 and len(valid_lines) > 1 and invalid_lines  # both outcomes exercised
+    assert valid_lines == expected_valid
+    assert sorted(valid_lines + invalid_lines) == list(range(1, len(mutants) + 2))
+    assert all(problem.rule != "not a valid example" for problem in report.problems)
