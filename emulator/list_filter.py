@@ -50,4 +50,7 @@ def _parse_term(term: str) -> Predicate:
     elif field in ("base_model", "baseModel") and op in ("=", "!="):
         return ((lambda job: job.get("baseModel") == value) if op == "="
                 else (lambda job: job.get("baseModel") != value))
+    elif field not in ("state", "base_model", "baseModel"):
+        raise InvalidArgument(f"Unsupported filter term {term!r}: unknown field {field!r}; supported fields: "
+                              "labels.KEY, state, base_model.")
     raise InvalidArgument(f"Unsupported filter term {term!r}: operator {op!r} is not supported on {field!r}.")

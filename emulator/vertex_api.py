@@ -71,12 +71,16 @@ class VertexApi:
             tuned_model_display_name=job.tuned_model_display_name, labels=job.labels)
         if violations:
             raise InvalidArgument("; ".join(str(violation) for violation in violations))
-        for uri in filter(None, (spec.training_dataset_uri, spec.validation_dataset_uri)):
+        for field, uri in (("supervisedTuningSpec.trainingDatasetUri", spec.training_dataset_uri),
+                           ("supervisedTuningSpec.validationDatasetUri", spec.validation_dataset_uri)):
+            if not uri:
+                continue
             bucket, name = ObjectStore.parse_gs_uri(uri)
             try:
                 self.store.object_metadata(bucket, name)
             except NotFound as error:
-                raise InvalidArgument(f"Dataset {uri} does not exist or is not readable: {error.message}") from error
+                raise InvalidArgument(f"{field}: dataset {uri} does not exist or is not readable: "
+                                      f"{error.message}") from error
         inputs = {key: value for key, value in job.to_wire().items() if key not in _OUTPUT_FIELDS}
         created = self.backend.insert_job(project, location, inputs)
         self.runner.submit(created["name"].rsplit("/", 1)[1])

@@ -12,6 +12,7 @@ from resources.bucket import tuning_bucket
 from resources.dataset import TuningDataset
 from resources.settings import StackSettings, dataset_path
 from resources.tuning_job import TuningJob
+from tuning.dataset import validate_file
 
 
 class TranslationTuning(pulumi.ComponentResource):
@@ -21,15 +22,22 @@ class TranslationTuning(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("translation-tuning:index:TranslationTuning", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        datasets = {"training": dataset_path(settings.training_dataset, project_dir)}
+        if settings.validation_dataset:
+            datasets["validation"] = dataset_path(settings.validation_dataset, project_dir)
+        # Fail before anything is declared: the engine would create the bucket while the datasets'
+        # own check (which validates again, as the source of truth) is still running.
+        for kind, path in datasets.items():
+            validate_file(path, kind=kind).raise_for_problems()
 
         self.bucket_name = tuning_bucket(f"{name}-bucket", settings.resolved_bucket_name(stack), settings, child)
         self.training_dataset = TuningDataset(f"{name}-training-data", {
-            "path": str(dataset_path(settings.training_dataset, project_dir)), "kind": "training",
+            "path": str(datasets["training"]), "kind": "training",
             "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
         self.validation_dataset = None
-        if settings.validation_dataset:
+        if "validation" in datasets:
             self.validation_dataset = TuningDataset(f"{name}-validation-data", {
-                "path": str(dataset_path(settings.validation_dataset, project_dir)), "kind": "validation",
+                "path": str(datasets["validation"]), "kind": "validation",
                 "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
 
         job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job)

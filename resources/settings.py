@@ -95,8 +95,12 @@ def load_settings(raw: dict[str, Optional[str]]) -> StackSettings:
     for name, field in StackSettings.model_fields.items():
         key = config_key(name)
         text = raw.get(key)
-        if text is None or text == "":
-            continue  # Pulumi.yaml declares "" as the default of optional keys: unset
+        if text is None:
+            continue
+        if text == "" and not field.is_required() and _accepts_none(field):
+            # Pulumi.yaml declares "" as the default of optional keys: empty means "none".
+            values[field.alias or name] = None
+            continue
         values[field.alias or name] = _parse_value(key, text)
     try:
         return StackSettings.model_validate(values)
@@ -108,6 +112,10 @@ def load_settings(raw: dict[str, Optional[str]]) -> StackSettings:
         if first["type"] == "missing":
             message = "is required (set it with `pulumi config set " + key + " VALUE`)"
         raise ConfigError(key, message) from None
+
+
+def _accepts_none(field: Any) -> bool:
+    return type(None) in getattr(field.annotation, "__args__", ())
 
 
 def _parse_value(key: str, text: str) -> Any:

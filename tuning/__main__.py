@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence, TextIO
+from typing import Callable, Sequence
 
 from tuning import dataset
 
 EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2  # what argparse uses too
+EXIT_PROBLEMS = 1  # usage errors exit 2, from argparse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(args)
 
 
-def _validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+def _validate(args: argparse.Namespace) -> int:
+    """Problems to stdout (one per line, for grep and editors), warnings and summaries to stderr."""
+    out, err = sys.stdout, sys.stderr
     jobs = [(path, "training") for path in args.files] + [(path, "validation") for path in args.validation]
     status = EXIT_OK
     for path, kind in jobs:

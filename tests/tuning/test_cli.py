@@ -83,6 +83,20 @@ def test_missing_file_is_a_problem_with_exit_1():
     assert result.stderr == "data/no-such-file.jsonl: 1 problem\n"
 
 
+def test_problems_past_the_cap_are_summed_up_in_one_line(tmp_path: Path):
+    path = tmp_path / "broken.jsonl"
+    path.write_bytes(b"{\n" * 105)
+
+    result = run("validate", str(path))
+
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 101
+    assert lines[-2] == f"{path}:100: invalid JSON (unexpected end of data at column 2)"
+    assert lines[-1] == f"{path}: ... and 5 more problems"
+    assert f"{path}: 105 examples, 210 B, max 0 tokens/example, 105 problems" in result.stderr
+
+
 def test_validation_file_is_checked_as_validation(tmp_path: Path):
     path = write_pairs(tmp_path / "validation.jsonl", 1025)
 

@@ -1,0 +1,325 @@
+"""The emulator's console page (`GET /`) driven by headless Chromium through Playwright.
+
+Chromium is Debian's (`apt-get install -y chromium`), not Playwright's download: the machine is offline.
+A missing browser fails these tests on purpose; CI installs it. Set CHROMIUM_PATH to use another binary.
+The screenshot of the finished job's page is written to tests/artifacts/console.png and its pixels checked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from emulator.server import RunningEmulator
+from tests.conftest import LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, upload
+from tests.emulator.helpers import wait_until_ended, wait_until_state
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+VIEWPORT = {"width": 1280, "height": 900}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SIX_METRICS = ("/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions",
+               "/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions")
+UI_TIMEOUT_MS = 15_000  # the page polls every 2 s; this leaves room for a loaded machine
+
+
+def chromium_path() -> str:
+    candidates = [os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
+                  shutil.which("chromium-browser")]
+    for candidate in filter(None, candidates):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail("Chromium is not installed: the console tests need Debian's browser "
+                "(`apt-get update && apt-get install -y chromium`, or set CHROMIUM_PATH). "
+                "Playwright's own browser download is not used: the machine is offline.", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:  # pragma: no cover - the venv pins playwright
+        pytest.fail(f"the playwright package is missing from the venv: {error}", pytrace=False)
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Exception as error:  # noqa: BLE001 - turn a broken browser into a clear failure
+            pytest.fail(f"Chromium at {executable} did not start: {error}", pytrace=False)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    """A fresh tab; any uncaught script error on the page fails the test."""
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    tab = context.new_page()
+    tab.set_default_timeout(UI_TIMEOUT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert not errors, f"script errors on the console page: {errors}"
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def create_job(emulator: RunningEmulator, training_uri: str, validation_uri: str, display_name: str) -> dict:
+    body = {
+        "baseModel": "translation-llm-002",
+        "tunedModelDisplayName": display_name,
+        "labels": {"suite": "console"},
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": training_uri, "validationDatasetUri": validation_uri,
+            "hyperParameters": {"epochCount": 1, "adapterSize": "ADAPTER_SIZE_FOUR", "learningRateMultiplier": 1.0},
+        },
+    }
+    response = requests.post(f"{emulator.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs", json=body,
+                             timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def get_job(emulator: RunningEmulator, name: str) -> dict:
+    response = requests.get(f"{emulator.url}/v1/{name}", timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def get_metrics(emulator: RunningEmulator, name: str) -> dict:
+    response = requests.get(f"{emulator.url}/_emulator/v1/{name}/metrics", timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def row(page, name: str):
+    return page.locator(f'#jobs-table tbody tr[data-job-name="{name}"]')
+
+
+def polyline_points(page, metric: str) -> list[tuple[float, float]]:
+    raw = page.locator(f'svg[data-metric="{metric}"] polyline.metric-line').get_attribute("points")
+    return [tuple(float(v) for v in pair.split(",")) for pair in raw.split()]
+
+
+def read_png(path: Path) -> tuple[int, int, int, bytes]:
+    """(width, height, channels, pixels) of an 8-bit RGB/RGBA non-interlaced PNG, rows unfiltered."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    pos, header, idat = 8, None, []
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in PNG chunk {kind!r}"
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    assert header is not None, "PNG without IHDR"
+    width, height, depth, colour_type, _, _, interlace = header
+    assert depth == 8 and colour_type in (2, 6) and interlace == 0, f"unexpected PNG format {header}"
+    bpp = 3 if colour_type == 2 else 4
+    stride = width * bpp
+    raw = zlib.decompress(b"".join(idat))
+    assert len(raw) == (stride + 1) * height, "truncated PNG data"
+    out = bytearray()
+    prev = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        if kind == 1:    # Sub
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif kind == 2:  # Up
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev))
+        elif kind == 3:  # Average
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+        elif kind == 4:  # Paeth
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b = prev[i]
+                c = prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        else:
+            assert kind == 0, f"unknown PNG filter {kind}"
+        out += line
+        prev = line
+    return width, height, bpp, bytes(out)
+
+
+def parse_rgb(css: str) -> tuple[int, int, int]:
+    """`rgb(26, 115, 232)` → (26, 115, 232)."""
+    inner = css[css.index("(") + 1:css.index(")")]
+    return tuple(int(float(v)) for v in inner.split(",")[:3])
+
+
+# --- tests -----------------------------------------------------------------------------------------
+
+
+def test_empty_state(emulator: RunningEmulator, page) -> None:
+    page.goto(emulator.url + "/")
+    empty = page.locator("#empty-state")
+    empty.wait_for(state="visible")
+    assert "No tuning jobs yet" in empty.inner_text()
+    assert page.locator("#jobs-table tbody tr[data-job-name]").count() == 0
+    assert page.locator("#job-details").is_hidden()
+    assert page.title().startswith("Tune and Distill")
+
+
+def test_succeeded_job_table_details_charts_and_screenshot(emulator: RunningEmulator, sample_uris, page) -> None:
+    created = create_job(emulator, *sample_uris, display_name="console-en-es")
+    name = created["name"]
+    job_id = name.rsplit("/", 1)[1]
+    job = wait_until_ended(lambda: get_job(emulator, name))
+    assert job["state"] == "JOB_STATE_SUCCEEDED", job
+    metrics = get_metrics(emulator, name)
+    assert set(metrics["series"]) == set(SIX_METRICS)
+
+    # The table: one row, the finished state, the job's columns; no Cancel on an ended job.
+    page.goto(emulator.url + "/")
+    the_row = row(page, name)
+    page.locator(f'#jobs-table tbody tr[data-job-name="{name}"][data-state="JOB_STATE_SUCCEEDED"]').wait_for()
+    assert page.locator("#jobs-table tbody tr[data-job-name]").count() == 1
+    assert page.locator("#empty-state").is_hidden()
+    text = the_row.inner_text()
+    for expected in ("console-en-es", job_id, "translation-llm-002", "Succeeded"):
+        assert expected in text, f"{expected!r} missing from the row {text!r}"
+    assert the_row.locator(".state-badge").get_attribute("data-state") == "JOB_STATE_SUCCEEDED"
+    assert the_row.locator("button[data-action=cancel]").count() == 0
+
+    # Opening the row: details panel, the URL hash, every field the brief lists.
+    the_row.click()
+    details = page.locator("#job-details")
+    page.locator(f'#job-details[data-job-name="{name}"][data-state="JOB_STATE_SUCCEEDED"]').wait_for()
+    assert page.evaluate("location.hash") == f"#job={name}"
+    info = details.inner_text()
+    stats = job["tuningDataStats"]["supervisedTuningDataStats"]
+    for expected in (name, "Succeeded", *sample_uris, job["tunedModel"]["model"], job["tunedModel"]["endpoint"],
+                     f"{int(stats['tuningDatasetExampleCount']):,}", f"{int(stats['totalBillableTokenCount']):,}",
+                     "suite: console", "Learning rate multiplier"):
+        assert expected in info, f"{expected!r} missing from the details panel"
+    assert page.locator("#cancel-button").is_hidden()
+
+    # Six charts, each a polyline with one point per metric point, x increasing with the step,
+    # and tick labels spanning the recorded steps and values.
+    page.locator('svg[data-metric="/eval_num_predictions"]').wait_for()
+    assert page.locator("#charts svg[data-metric]").count() == 6
+    for metric in SIX_METRICS:
+        series = metrics["series"][metric]
+        points = polyline_points(page, metric)
+        assert len(points) == len(series) >= 2, metric
+        xs = [x for x, _ in points]
+        assert xs == sorted(xs) and len(set(xs)) == len(xs), f"{metric}: x not increasing {xs}"
+        svg = page.locator(f'svg[data-metric="{metric}"]')
+        assert int(svg.get_attribute("data-point-count")) == len(series)
+        x_ticks = [float(t.replace(",", "")) for t in svg.locator("text.x-tick").all_text_contents()]
+        y_ticks = [float(t.replace(",", "")) for t in svg.locator("text.y-tick").all_text_contents()]
+        values = [p["value"] for p in series]
+        assert min(x_ticks) <= series[0]["step"] and max(x_ticks) >= series[-1]["step"], (metric, x_ticks)
+        assert min(y_ticks) <= min(values) and max(y_ticks) >= max(values), (metric, y_ticks, values)
+        assert "step" in svg.locator("text.axis-title").text_content()
+    # The loss fell: its last point is drawn lower (bigger y) than its first.
+    loss = polyline_points(page, "/train_total_loss")
+    if metrics["series"]["/train_total_loss"][-1]["value"] < metrics["series"]["/train_total_loss"][0]["value"]:
+        assert loss[-1][1] > loss[0][1]
+
+    # A link with the hash opens the job directly.
+    other = page.context.new_page()
+    other.goto(f"{emulator.url}/#job={name}")
+    other.locator(f'#job-details[data-job-name="{name}"][data-state="JOB_STATE_SUCCEEDED"]').wait_for()
+    other.locator('svg[data-metric="/train_total_loss"]').wait_for()
+    other.close()
+
+    # Screenshot, then check its pixels: right size, not blank, each chart's stroke colour inside each chart.
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "console.png"
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(shot), full_page=True, animations="disabled")
+    page_height = page.evaluate("Math.max(document.documentElement.scrollHeight, innerHeight)")
+    width, height, bpp, pixels = read_png(shot)
+    assert (width, height) == (VIEWPORT["width"], page_height)
+
+    def pixel(x: int, y: int) -> tuple[int, int, int]:
+        at = (y * width + x) * bpp
+        return pixels[at], pixels[at + 1], pixels[at + 2]
+
+    sampled = [pixel(x, y) for y in range(0, height, 7) for x in range(0, width, 7)]
+    non_white = sum(1 for p in sampled if min(p) < 235) / len(sampled)
+    assert non_white > 0.02, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
+    assert len(set(sampled)) > 50, "screenshot has almost no colours"
+
+    charts = page.evaluate("""() => [...document.querySelectorAll('#charts svg[data-metric]')].map(svg => {
+        const r = svg.getBoundingClientRect();
+        const line = svg.querySelector('polyline.metric-line');
+        const l = line.getBoundingClientRect();
+        return {metric: svg.dataset.metric, stroke: getComputedStyle(line).stroke,
+                box: [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY],
+                line: [l.left + scrollX, l.right + scrollX]};
+    })""")
+    assert len(charts) == 6
+    for item in charts:
+        target = parse_rgb(item["stroke"])
+        left, top, right, bottom = (int(v) for v in item["box"])
+        hits = [x for y in range(top, min(bottom, height)) for x in range(left, min(right, width))
+                if all(abs(c - t) <= 24 for c, t in zip(pixel(x, y), target))]
+        assert len(hits) >= 40, f"{item['metric']}: stroke {item['stroke']} barely visible ({len(hits)} px)"
+        span = max(hits) - min(hits)
+        expected_span = item["line"][1] - item["line"][0]
+        assert span >= 0.8 * expected_span, f"{item['metric']}: curve drawn over {span}px of {expected_span:.0f}px"
+        corner = pixel(left + 2, top + 2)
+        assert min(corner) >= 240, f"{item['metric']}: chart background is not white: {corner}"
+
+
+def test_cancel_running_job_from_the_console(slow_emulator: RunningEmulator, tmp_path: Path, page) -> None:
+    training = upload(slow_emulator, "datasets", "train.jsonl", SAMPLE_TRAIN)
+    validation = upload(slow_emulator, "datasets", "validation.jsonl", SAMPLE_VALIDATION)
+    name = create_job(slow_emulator, training, validation, display_name="console-slow")["name"]
+    wait_until_state(lambda: get_job(slow_emulator, name), "JOB_STATE_RUNNING", timeout=60)
+
+    page.goto(f"{slow_emulator.url}/#job={name}")
+    page.locator(f'#jobs-table tbody tr[data-job-name="{name}"][data-state="JOB_STATE_RUNNING"]').wait_for()
+    assert row(page, name).locator(".state-badge").inner_text().strip() == "Running"
+    cancel = page.locator("#cancel-button")
+    cancel.wait_for(state="visible")
+    assert cancel.is_enabled()
+
+    # Live curves: without a reload, the loss chart gains points as the trainer reports them.
+    page.wait_for_function("""() => {
+        const line = document.querySelector('svg[data-metric="/train_total_loss"] polyline.metric-line');
+        return line && line.getAttribute('points').trim().split(/\\s+/).length >= 2;
+    }""", timeout=60_000)
+    seen = len(polyline_points(page, "/train_total_loss"))
+    page.wait_for_function("""(seen) => {
+        const line = document.querySelector('svg[data-metric="/train_total_loss"] polyline.metric-line');
+        return line.getAttribute('points').trim().split(/\\s+/).length > seen;
+    }""", arg=seen, timeout=UI_TIMEOUT_MS)
+
+    cancel.click()
+    job = wait_until_ended(lambda: get_job(slow_emulator, name), timeout=30)
+    assert job["state"] == "JOB_STATE_CANCELLED", job
+    page.locator(f'#jobs-table tbody tr[data-job-name="{name}"] .state-badge[data-state="JOB_STATE_CANCELLED"]').wait_for()
+    assert row(page, name).locator(".state-badge").inner_text().strip() == "Cancelled"
+    page.locator(f'#job-details[data-state="JOB_STATE_CANCELLED"]').wait_for()
+    cancel.wait_for(state="hidden")
+    assert "cancelled by the user" in page.locator("#details-error").inner_text()
+    assert row(page, name).locator("button[data-action=cancel]").count() == 0
