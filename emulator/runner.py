@@ -147,7 +147,7 @@ class JobRunner:
                 report = validate_stream(stream, name=uri, kind=kind)
             if not report.ok:
                 shown = "; ".join(str(problem) for problem in report.problems[:5])
-                more = len(report.problems) - 5
+                more = report.problem_count - 5
                 raise JobFailed(3, f"INVALID_ARGUMENT: {kind} dataset {uri} is invalid: {shown}"
                                    + (f" (and {more} more)" if more > 0 else ""))
             with self.store.open_object(bucket, name) as stream:

@@ -138,15 +138,11 @@ class DatasetReport:
         """Raise if the file breaks any rule.
 
         Raises:
-            DatasetError: with one ``file:line: field: rule`` entry per listed problem, plus a closing
-                entry counting the omitted ones.
+            DatasetError: with one ``file:line: field: rule`` entry per listed problem; the ones
+                past the cap are counted in its `omitted`.
         """
-        if not self.problems:
-            return
-        entries = [str(problem) for problem in self.problems]
-        if self.omitted_problems:
-            entries.append(f"{self.path}: {self.omitted_problems} more problems not listed")
-        raise DatasetError(entries)
+        if self.problems:
+            raise DatasetError([str(problem) for problem in self.problems], omitted=self.omitted_problems)
 
 
 def estimate_tokens(text_or_chars: str | int) -> int:
@@ -253,11 +249,9 @@ def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> Datase
                     if (
                         user["role"] == "user"
                         and model["role"] == "model"
-                        and len(example) == 1
-                        and len(user) == 2
-                        and len(model) == 2
-                        and len(user_part) == 1
-                        and len(model_part) == 1
+                        # No extra keys: the subscripts above found 1 + 2 + 2 + 1 + 1 keys, so a sum of 7
+                        # means none has more (one comparison instead of five).
+                        and len(example) + len(user) + len(model) + len(user_part) + len(model_part) == 7
                         and user_text
                         and model_text
                         and not user_text.isspace()  # raises AttributeError unless a str
@@ -312,7 +306,7 @@ def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> Datase
 def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, list[tuple[str, str]]]]:
     """Yield the valid examples of a dataset, skipping every line that breaks a rule.
 
-    The parts of a turn are concatenated, as the API concatenates consecutive text parts.
+    The text parts of a turn are concatenated without a separator.
 
     Args:
         stream: Binary stream of JSONL data.
@@ -375,8 +369,7 @@ class _ProblemList:
 
     def listed(self) -> list[Problem]:
         """The kept problems in line order, file-level ones first, at most MAX_PROBLEMS of them."""
-        ordered = sorted(self.items, key=lambda problem: problem.line)
-        return ordered[: max(MAX_PROBLEMS, 1)]
+        return sorted(self.items, key=lambda problem: problem.line)[:MAX_PROBLEMS]
 
 
 class _LineReader:

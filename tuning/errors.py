@@ -23,14 +23,20 @@ class ConfigError(TuningError):
 
 
 class DatasetError(TuningError):
-    """A dataset breaks one or more rules; `problems` holds each `file:line: rule` entry."""
+    """A dataset breaks one or more rules; `problems` holds each listed `file:line: field: rule` entry.
 
-    def __init__(self, problems: list[str]) -> None:
-        shown = problems[:20]
-        more = len(problems) - len(shown)
+    `omitted` counts further problems that were found but not listed (reports cap their lists).
+    """
+
+    MAX_SHOWN = 20
+
+    def __init__(self, problems: list[str], omitted: int = 0) -> None:
+        shown = problems[:self.MAX_SHOWN]
+        more = len(problems) - len(shown) + omitted
         text = "\n".join(shown) + (f"\n... and {more} more problems" if more > 0 else "")
         super().__init__(text)
         self.problems = problems
+        self.omitted = omitted
 
 
 class ApiError(TuningError):
