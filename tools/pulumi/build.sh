@@ -52,7 +52,7 @@ if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
 error: neither a Pulumi CLI (>= $version) nor the Go toolchain was found.
   Install Pulumi (https://www.pulumi.com/docs/install/) and put 'pulumi' on PATH,
-  or install Go >= 1.24 so this project can build the pinned CLI itself.
+  or install Go >= 1.26.6 so this project can build the pinned CLI itself.
 MSG
   exit 1
 fi
