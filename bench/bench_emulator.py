@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name, call in scenarios.items():
             print(f"running {name}: {args.concurrency} clients, {args.duration:g} s ...", file=sys.stderr, flush=True)
+            server_before, client_before = emulator.cpu_seconds(), _own_cpu_seconds()
             results[name] = run_load(call, args.concurrency, args.duration, args.warmup, args.max_requests)
+            # CPU over the whole scenario (warm-up included) as % of one core, to see which side is saturated.
+            wall = args.warmup + results[name].seconds
+            results[name].server_cpu_pct = 100 * (emulator.cpu_seconds() - server_before) / wall
+            results[name].client_cpu_pct = 100 * (_own_cpu_seconds() - client_before) / wall
             if not emulator.alive():
                 raise RuntimeError(f"the emulator died during {name}; see {emulator.log_path}")
     finally:
@@ -135,6 +140,14 @@ class Emulator:
         threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
         return cls(process, match.group(1), log_path)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the emulator process and its waited-for children (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -146,6 +159,11 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _default_python() -> Path:
@@ -192,11 +210,14 @@ def seed(url: str, object_bytes: int) -> dict:
 
 def checked_get(url: str, expect_length: Optional[int] = None) -> Callable[[requests.Session], None]:
     def call(session: requests.Session) -> None:
-        response = session.get(url, timeout=30)
+        # stream + raw.read(): one C-level read of the whole body instead of requests' 10 KB Python loop,
+        # so a 1 MB body costs the (GIL-bound) client as little as possible.
+        with session.get(url, timeout=30, stream=True) as response:
+            body = response.raw.read()
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}")
-        if expect_length is not None and len(response.content) != expect_length:
-            raise RuntimeError(f"got {len(response.content)} bytes, expected {expect_length}")
+        if expect_length is not None and len(body) != expect_length:
+            raise RuntimeError(f"got {len(body)} bytes, expected {expect_length}")
 
     return call
 
@@ -208,6 +229,8 @@ class LoadResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
+    server_cpu_pct: float = 0.0
+    client_cpu_pct: float = 0.0
 
     @property
     def throughput(self) -> float:
@@ -224,6 +247,7 @@ class LoadResult:
                 "p99_ms": round(pct(99), 2), "max_ms": round(ordered[-1] * 1000, 2) if ordered else 0.0,
                 "mean_ms": round(statistics.fmean(ordered) * 1000, 2) if ordered else 0.0,
                 "ratio_to_baseline": round(self.throughput / baseline, 3) if baseline else None,
+                "server_cpu_pct": round(self.server_cpu_pct, 1), "client_cpu_pct": round(self.client_cpu_pct, 1),
                 "error_samples": self.error_samples[:5]}
 
 
@@ -289,12 +313,15 @@ def _safe(call: Callable[[requests.Session], None], session: requests.Session) -
 
 def print_table(rows: dict[str, dict], concurrency: int) -> None:
     print(f"\nemulator load test: {concurrency} concurrent clients on loopback, baseline = health\n")
-    header = f"{'scenario':<10} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs health':>10}"
+    header = (f"{'scenario':<10} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'vs health':>10} {'server CPU':>11} {'client CPU':>11}")
     print(header)
     print("-" * len(header))
     for name, row in rows.items():
         print(f"{name:<10} {row['requests']:>9} {row['errors']:>7} {row['throughput_rps']:>9.1f} "
-              f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['ratio_to_baseline']:>10.3f}")
+              f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['ratio_to_baseline']:>10.3f} "
+              f"{row['server_cpu_pct']:>10.0f}% {row['client_cpu_pct']:>10.0f}%")
+    print(f"\n(CPU in % of one core over each scenario; this machine has {os.cpu_count()} cores shared by both sides)")
     for name, row in rows.items():
         for sample in row["error_samples"]:
             print(f"  {name} error: {sample}")

@@ -173,6 +173,52 @@ def parse_rgb(css: str) -> tuple[int, int, int]:
     return tuple(int(float(v)) for v in inner.split(",")[:3])
 
 
+# Page-coordinate boxes of each chart and of its curve, and the curve's computed stroke colour.
+CHART_BOXES_JS = """() => [...document.querySelectorAll('#charts svg[data-metric]')].map(svg => {
+    const r = svg.getBoundingClientRect();
+    const line = svg.querySelector('polyline.metric-line');
+    const l = line.getBoundingClientRect();
+    return {metric: svg.dataset.metric, stroke: getComputedStyle(line).stroke,
+            box: [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY],
+            line: [l.left + scrollX, l.right + scrollX]};
+})"""
+
+
+def check_screenshot(path: Path, size: tuple[int, int], charts: list[dict]) -> None:
+    """A real picture of the page: `size`, not blank, each chart's curve drawn in its colour across its chart."""
+    width, height, bpp, pixels = read_png(path)
+    assert (width, height) == size, f"screenshot is {width}x{height}, expected {size[0]}x{size[1]}"
+
+    def pixel(x: int, y: int) -> tuple[int, int, int]:
+        at = (y * width + x) * bpp
+        return pixels[at], pixels[at + 1], pixels[at + 2]
+
+    sampled = [pixel(x, y) for y in range(0, height, 7) for x in range(0, width, 7)]
+    non_white = sum(1 for p in sampled if min(p) < 235) / len(sampled)
+    assert non_white > 0.02, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
+    assert len(set(sampled)) > 50, f"screenshot has almost no colours ({len(set(sampled))})"
+    for chart in charts:
+        target = parse_rgb(chart["stroke"])
+        left, top, right, bottom = (int(v) for v in chart["box"])
+        hits = [x for y in range(max(top, 0), min(bottom, height)) for x in range(max(left, 0), min(right, width))
+                if all(abs(c - t) <= 24 for c, t in zip(pixel(x, y), target))]
+        assert len(hits) >= 40, f"{chart['metric']}: stroke {chart['stroke']} barely visible ({len(hits)} px)"
+        span, expected_span = max(hits) - min(hits), chart["line"][1] - chart["line"][0]
+        assert span >= 0.8 * expected_span, f"{chart['metric']}: curve spans {span}px of {expected_span:.0f}px"
+        corner = pixel(left + 2, top + 2)
+        assert min(corner) >= 240, f"{chart['metric']}: chart background is not white: {corner}"
+
+
+def write_png(path: Path, width: int, height: int, rgb: tuple[int, int, int]) -> None:
+    """A flat-colour RGB PNG (for checking that `check_screenshot` rejects such images)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 # --- tests -----------------------------------------------------------------------------------------
 
 
@@ -256,38 +302,23 @@ def test_succeeded_job_table_details_charts_and_screenshot(emulator: RunningEmul
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shot), full_page=True, animations="disabled")
     page_height = page.evaluate("Math.max(document.documentElement.scrollHeight, innerHeight)")
-    width, height, bpp, pixels = read_png(shot)
-    assert (width, height) == (VIEWPORT["width"], page_height)
-
-    def pixel(x: int, y: int) -> tuple[int, int, int]:
-        at = (y * width + x) * bpp
-        return pixels[at], pixels[at + 1], pixels[at + 2]
-
-    sampled = [pixel(x, y) for y in range(0, height, 7) for x in range(0, width, 7)]
-    non_white = sum(1 for p in sampled if min(p) < 235) / len(sampled)
-    assert non_white > 0.02, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
-    assert len(set(sampled)) > 50, "screenshot has almost no colours"
-
-    charts = page.evaluate("""() => [...document.querySelectorAll('#charts svg[data-metric]')].map(svg => {
-        const r = svg.getBoundingClientRect();
-        const line = svg.querySelector('polyline.metric-line');
-        const l = line.getBoundingClientRect();
-        return {metric: svg.dataset.metric, stroke: getComputedStyle(line).stroke,
-                box: [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY],
-                line: [l.left + scrollX, l.right + scrollX]};
-    })""")
+    charts = page.evaluate(CHART_BOXES_JS)
     assert len(charts) == 6
-    for item in charts:
-        target = parse_rgb(item["stroke"])
-        left, top, right, bottom = (int(v) for v in item["box"])
-        hits = [x for y in range(top, min(bottom, height)) for x in range(left, min(right, width))
-                if all(abs(c - t) <= 24 for c, t in zip(pixel(x, y), target))]
-        assert len(hits) >= 40, f"{item['metric']}: stroke {item['stroke']} barely visible ({len(hits)} px)"
-        span = max(hits) - min(hits)
-        expected_span = item["line"][1] - item["line"][0]
-        assert span >= 0.8 * expected_span, f"{item['metric']}: curve drawn over {span}px of {expected_span:.0f}px"
-        corner = pixel(left + 2, top + 2)
-        assert min(corner) >= 240, f"{item['metric']}: chart background is not white: {corner}"
+    check_screenshot(shot, (VIEWPORT["width"], page_height), charts)
+
+
+def test_screenshot_check_rejects_blank_images(tmp_path: Path) -> None:
+    """The pixel check above is not vacuous: a white or a flat grey image of the same size fails it."""
+    chart = {"metric": "/train_total_loss", "stroke": "rgb(26, 115, 232)", "box": [20, 20, 300, 200],
+             "line": [60, 280]}
+    blank = tmp_path / "blank.png"
+    write_png(blank, 400, 300, (255, 255, 255))
+    with pytest.raises(AssertionError, match="blank"):
+        check_screenshot(blank, (400, 300), [chart])
+    grey = tmp_path / "grey.png"
+    write_png(grey, 400, 300, (120, 120, 120))
+    with pytest.raises(AssertionError, match="colours"):
+        check_screenshot(grey, (400, 300), [chart])
 
 
 def test_cancel_running_job_from_the_console(slow_emulator: RunningEmulator, tmp_path: Path, page) -> None:
