@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 from starlette.requests import Request
@@ -56,8 +55,7 @@ class ControlApi:
 
     async def all_jobs(self, request: Request) -> JSONResponse:
         """Every job of every project, newest first (the console's table)."""
-        rows = self.backend.db.query("SELECT body FROM tuning_jobs ORDER BY seq DESC LIMIT 500")
-        return JSONResponse({"tuningJobs": [json.loads(row["body"]) for row in rows]})
+        return JSONResponse({"tuningJobs": self.backend.all_jobs(limit=500)})
 
     async def job_metrics(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         """`{tuningJob, series: {metric: [{step, value, time}]}, latest: {metric: value}}`.

@@ -151,6 +151,11 @@ class TuningBackend:
             last_seq = row["seq"]
         return page, ""
 
+    def all_jobs(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` jobs of every project and location."""
+        rows = self.db.query("SELECT body FROM tuning_jobs ORDER BY seq DESC LIMIT ?", (limit,))
+        return [json.loads(row["body"]) for row in rows]
+
     def jobs_in_states(self, states: Iterable[JobState]) -> list[dict[str, Any]]:
         names = [state.value for state in states]
         rows = self.db.query(f"SELECT body FROM tuning_jobs WHERE state IN ({','.join('?' * len(names))}) ORDER BY seq",

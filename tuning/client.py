@@ -138,10 +138,9 @@ class TuningApi:
         A create that fails with a retryable error may still have started a job, so every attempt
         first looks for the label: a retry adopts that job instead of starting a second one.
         """
-        delays = retry_policy.backoff.delays()
-        attempts = max(1, int(retry_policy.deadline / max(retry_policy.backoff.initial, 0.1)))
+        deadline = time.monotonic() + retry_policy.deadline
         last_error: Optional[BaseException] = None
-        for _ in range(attempts):
+        for delay in retry_policy.backoff.delays():
             try:
                 existing = self.find_by_label(label_key, label_value, adoptable)
                 if existing is not None:
@@ -149,8 +148,10 @@ class TuningApi:
                 return self.create_tuning_job(job), True
             except RETRYABLE as error:
                 last_error = error
-                time.sleep(next(delays))
-        raise ApiError(503, f"creating the tuning job kept failing: {last_error}")
+            if time.monotonic() + delay > deadline:
+                break
+            time.sleep(delay)
+        raise ApiError(503, f"creating the tuning job kept failing for {retry_policy.deadline:.0f}s: {last_error}")
 
     # -- metrics -----------------------------------------------------------------------------------
 
