@@ -54,7 +54,9 @@ class FaultInjector:
     def add(self, spec: dict[str, Any]) -> Fault:
         try:
             fault = Fault(path_regex=spec["pathRegex"], method=spec.get("method"),
-                          status=int(spec.get("status", 503)), error_rate=float(spec.get("errorRate", 1.0)),
+                          status=int(spec.get("status", 503)),
+                          # A fault that names no status and no rate only adds latency.
+                          error_rate=float(spec.get("errorRate", 1.0 if "status" in spec else 0.0)),
                           times=spec.get("times"), latency_seconds=float(spec.get("latencySeconds", 0.0)),
                           after_handler=bool(spec.get("afterHandler", False)))
         except (KeyError, TypeError, ValueError, re.error) as error:

@@ -138,7 +138,10 @@ class VertexApi:
                           context: str) -> JSONResponse:
         prefix = "tuning-experiment-"
         job_id = context[len(prefix):] if context.startswith(prefix) else ""
-        job = self.backend.job(project, location, job_id) if job_id else None
+        try:
+            job = self.backend.job(project, location, job_id) if job_id else None
+        except NotFound:
+            job = None
         name = experiment_context_name(project, location, job_id) if job_id else ""
         if job is None or store != "default" or job.get("experiment") != name:
             raise NotFound(f"Context projects/{project}/locations/{location}/metadataStores/{store}/contexts/"

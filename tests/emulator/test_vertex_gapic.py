@@ -1,4 +1,4 @@
-"""The unmodified GAPIC v1 clients (GenAiTuningServiceClient, PredictionServiceClient, REST transport) on the emulator."""
+"""The unmodified GAPIC v1 clients (tuning and prediction, REST transport) against the served emulator."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from tests.conftest import (
     emulator_settings,
     upload,
 )
-from tests.emulator.helpers import wait_until_ended
+from tests.emulator.helpers import wait_for, wait_until_ended, wait_until_state
 from tuning.models import ALL_METRICS
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
@@ -148,6 +148,18 @@ def test_reset_forgets_jobs(emulator, job):
 
     assert call(emulator, "GET", f"v1/{job['name']}").status_code == 404
     assert call(emulator, "GET", f"v1/{PARENT}/tuningJobs").json() == {"tuningJobs": []}
+
+
+def test_reset_during_training_keeps_the_runner_serving(emulator, sample_uris):
+    running = create(emulator, documented_body(sample_uris[0])).json()
+    wait_until_state(lambda: get_job(emulator, running["name"]), "JOB_STATE_RUNNING")
+    control(emulator, "POST", "reset").raise_for_status()
+    uri = upload(emulator, "datasets", "train.jsonl", SAMPLE_TRAIN)
+
+    started = create(emulator, documented_body(uri)).json()
+
+    assert wait_for(lambda: get_job(emulator, started["name"]), lambda current: current["state"] != "JOB_STATE_PENDING",
+                    timeout=60)["state"] == "JOB_STATE_RUNNING"
 
 
 def add_fault(emulator: RunningEmulator, **spec: Any) -> None:
