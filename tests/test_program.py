@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 
@@ -35,6 +36,9 @@ def stack_config(stack: str) -> dict[str, str]:
 
 def run_program(stack: str, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> RecordingMocks:
     mocks = RecordingMocks()
+    # pulumi.runtime.test runs on the current event loop; earlier tests (asyncio.run) may have closed it.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project="translation-tuning", stack=stack, preview=False)
     config = {**stack_config(stack), **overrides}
     pulumi.runtime.config.CONFIG.set({})
