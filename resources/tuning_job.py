@@ -116,19 +116,23 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
     """Maps Pulumi's check/diff/create/read/update/delete onto tuningJobs create/get/cancel."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        known = {key: value for key, value in news.items() if not is_unknown(value)}
-        failures = []
-        if "adapterSize" in known and known["adapterSize"] is not None and not isinstance(known["adapterSize"], int):
-            known["adapterSize"] = int(known["adapterSize"])
-        for violation in create_request_violations(
-                location=None, base_model=known.get("baseModel", "translation-llm-002"),
-                training_dataset_uri=known.get("trainingDatasetUri", "gs://unknown-yet/x")
-                if "trainingDatasetUri" in news else None,
+        # During preview some inputs are unknown (outputs of resources not yet created): check the
+        # rest and leave those to the check that runs again once they are known.
+        unknown = {key for key, value in news.items() if is_unknown(value)}
+        known = {key: value for key, value in news.items() if key not in unknown}
+        adapter_size = known.get("adapterSize")
+        failures = [
+            CheckFailure(_input_name(violation.field), violation.message)
+            for violation in create_request_violations(
+                location=None, base_model=known.get("baseModel"),
+                training_dataset_uri=known.get("trainingDatasetUri"),
                 validation_dataset_uri=known.get("validationDatasetUri") or None,
-                adapter_size=known.get("adapterSize"), epoch_count=known.get("epochCount"),
-                learning_rate_multiplier=known.get("learningRateMultiplier"),
-                tuned_model_display_name=known.get("tunedModelDisplayName"), labels=known.get("labels")):
-            failures.append(CheckFailure(_input_name(violation.field), violation.message))
+                # Struct numbers arrive as floats from the engine.
+                adapter_size=int(adapter_size) if adapter_size is not None else None,
+                epoch_count=known.get("epochCount"), learning_rate_multiplier=known.get("learningRateMultiplier"),
+                tuned_model_display_name=known.get("tunedModelDisplayName"), labels=known.get("labels"))
+            if _input_name(violation.field) not in unknown
+        ]
         if known.get("onDelete", "cancel") not in ("cancel", "abandon"):
             failures.append(CheckFailure("onDelete", f"must be 'cancel' or 'abandon', got {known['onDelete']!r}"))
         timeout = known.get("completionTimeoutSeconds", 3600)
@@ -199,7 +203,10 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
 
 
 def _input_name(field: str) -> str:
-    """Map a create-request field path to this resource's input name."""
+    """Map a create-request field path (`supervisedTuningSpec.hyperParameters.epochCount`, `labels.team`)
+    to this resource's input name (`epochCount`, `labels`)."""
+    if field.startswith("labels"):
+        return "labels"
     return field.rsplit(".", 1)[-1]
 
 

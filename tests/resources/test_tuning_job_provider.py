@@ -58,6 +58,16 @@ def test_check_tolerates_unknown_values_during_preview(unknown):
     assert result.failures == []
 
 
+def test_check_reports_a_bad_label_on_the_labels_input():
+    result = TuningJobProvider().check({}, inputs("gs://bucket/t.jsonl", labels={"Team": "ml"}))
+    assert [(failure.property, "lowercase" in failure.reason) for failure in result.failures] == [("labels", True)]
+
+
+def test_check_requires_the_base_model():
+    result = TuningJobProvider().check({}, {**inputs("gs://bucket/t.jsonl"), "baseModel": None})
+    assert [(failure.property, failure.reason) for failure in result.failures] == [("baseModel", "is required")]
+
+
 def test_check_rejects_a_malformed_adopt_name():
     result = TuningJobProvider().check({}, inputs("gs://bucket/t.jsonl", adoptJobName="tuningJobs/1"))
     assert [failure.property for failure in result.failures] == ["adoptJobName"]
