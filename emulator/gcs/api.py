@@ -1,0 +1,564 @@
+"""The GCS JSON API route table and its handlers: parse the request, call the ObjectStore, serialize.
+
+Routes (JSON API v1; `{object=**}` is the URL-encoded object name, re-read from the raw request path):
+
+    POST   /storage/v1/b?project=                         buckets.insert
+    GET    /storage/v1/b?project=&prefix=&maxResults=&pageToken=   buckets.list
+    GET    /storage/v1/b/{bucket}                         buckets.get
+    PATCH  /storage/v1/b/{bucket}  (PUT: update)          buckets.patch (labels and other writable fields)
+    DELETE /storage/v1/b/{bucket}                         buckets.delete (409 while it holds objects)
+    POST   /upload/storage/v1/b/{bucket}/o?uploadType=multipart|media|resumable   objects.insert
+    PUT    /upload/storage/v1/b/{bucket}/o?upload_id=     resumable chunks (`Content-Range`, 308 + `Range`)
+    DELETE /upload/storage/v1/b/{bucket}/o?upload_id=     cancel a resumable upload (499)
+    GET    /storage/v1/b/{bucket}/o?prefix=&delimiter=&maxResults=&pageToken=&startOffset=&endOffset=
+    GET    /storage/v1/b/{bucket}/o/{object=**}           objects.get (metadata, or the bytes with alt=media)
+    GET    /download/storage/v1/b/{bucket}/o/{object=**}  media download (honours `Range`)
+    PATCH  /storage/v1/b/{bucket}/o/{object=**}  (PUT: update)   objects.patch
+    DELETE /storage/v1/b/{bucket}/o/{object=**}           objects.delete
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import quote, unquote_to_bytes
+
+import anyio
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from emulator.errors import GoogleApiError, InvalidArgument, NotFound, PayloadTooLarge, Unimplemented
+from emulator.gcs.errors import (PRECONDITION_MESSAGE, NotModified, PreconditionFailed, RangeNotSatisfiable,
+                                 UploadCancelled)
+from emulator.gcs.names import validate_object_name
+from emulator.gcs.store import (OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions,
+                                etag, now)
+from emulator.gcs.streams import (Body, Reader, Sink, b64, crc32c_b64, file_chunks, fsync_path, multipart_boundary,
+                                  parse_content_range, parse_part_headers, parse_range)
+from emulator.requests import read_json
+from emulator.routing import Route
+
+_MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
+_MAX_PAGE = 1000
+_OBJECT_PATH = re.compile(rb"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"Invalid value for {name}: {raw!r} is not an integer.") from None
+
+
+def _preconditions(request: Request) -> dict[str, int]:
+    names = ("ifGenerationMatch", "ifGenerationNotMatch", "ifMetagenerationMatch", "ifMetagenerationNotMatch")
+    return {name: value for name in names if (value := _int_param(request, name)) is not None}
+
+
+def _encode_token(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+def _decode_token(token: str | None) -> dict[str, Any] | None:
+    if not token:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if isinstance(payload, dict):
+            return payload
+    except ValueError:
+        pass
+    raise InvalidArgument(f"Invalid pageToken: {token!r}.")
+
+
+def _max_results(request: Request) -> int:
+    value = _int_param(request, "maxResults")
+    if value is None:
+        return _MAX_PAGE
+    if value < 1:
+        raise InvalidArgument("maxResults must be a positive integer.")
+    return min(value, _MAX_PAGE)
+
+
+def _object_name_from(request: Request, param: str) -> str:
+    """The object name exactly as the client encoded it (scope["path"] is already percent-decoded)."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        match = _OBJECT_PATH.match(raw.split(b"?", 1)[0])
+        if match:
+            try:
+                return unquote_to_bytes(match.group(2)).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidArgument("Object names must be valid UTF-8.") from None
+    return param.replace("%3F", "?").replace("%23", "#").replace("%5C", "\\")
+
+
+def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+class GcsApi:
+    """Handlers of the bucket, object and upload routes, served from one ObjectStore."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/storage/v1/b", self.insert_bucket),
+            Route("GET", "/storage/v1/b", self.list_buckets),
+            Route("GET", "/storage/v1/b/{bucket}", self.get_bucket),
+            Route("PATCH", "/storage/v1/b/{bucket}", self.patch_bucket),
+            Route("PUT", "/storage/v1/b/{bucket}", self.patch_bucket),
+            Route("DELETE", "/storage/v1/b/{bucket}", self.delete_bucket),
+            Route("GET", "/storage/v1/b/{bucket}/o", self.list_objects),
+            Route("GET", "/storage/v1/b/{bucket}/o/{object=**}", self.get_object),
+            Route("PATCH", "/storage/v1/b/{bucket}/o/{object=**}", self.patch_object),
+            Route("PUT", "/storage/v1/b/{bucket}/o/{object=**}", self.patch_object),
+            Route("DELETE", "/storage/v1/b/{bucket}/o/{object=**}", self.delete_object),
+            Route("GET", "/download/storage/v1/b/{bucket}/o/{object=**}", self.download_object),
+            Route("POST", "/upload/storage/v1/b/{bucket}/o", self.insert_object),
+            Route("PUT", "/upload/storage/v1/b/{bucket}/o", self.put_chunk),
+            Route("DELETE", "/upload/storage/v1/b/{bucket}/o", self.cancel_upload),
+        ]
+
+    def _base_of(self, request: Request) -> str:
+        base = str(request.base_url).rstrip("/")
+        self.store.base_url = base
+        return base
+
+    # -- buckets ----------------------------------------------------------------------------------------------
+
+    async def insert_bucket(self, request: Request) -> Response:
+        body = await read_json(request, _MAX_METADATA_BYTES)
+        project = request.query_params.get("project") or self.store.project
+        row = self.store.create_bucket(project, body)
+        return _json(self.store.bucket_resource(row, self._base_of(request)))
+
+    async def list_buckets(self, request: Request) -> Response:
+        project = request.query_params.get("project") or self.store.project
+        token = _decode_token(request.query_params.get("pageToken"))
+        rows, last = self.store.list_buckets(project, request.query_params.get("prefix", ""), _max_results(request),
+                                             token.get("after") if token else None)
+        base = self._base_of(request)
+        payload: dict[str, Any] = {"kind": "storage#buckets"}
+        if rows:
+            payload["items"] = [self.store.bucket_resource(row, base) for row in rows]
+        if last is not None:
+            payload["nextPageToken"] = _encode_token({"after": last})
+        return _json(payload)
+
+    async def get_bucket(self, request: Request, bucket: str) -> Response:
+        row = self.store.bucket_row(bucket)
+        conditions = _preconditions(request)
+        if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != row["metageneration"]:
+            raise PreconditionFailed(PRECONDITION_MESSAGE)
+        if conditions.get("ifMetagenerationNotMatch") == row["metageneration"]:
+            raise NotModified()
+        return _json(self.store.bucket_resource(row, self._base_of(request)))
+
+    async def patch_bucket(self, request: Request, bucket: str) -> Response:
+        body = await read_json(request, _MAX_METADATA_BYTES)
+        row = self.store.patch_bucket(bucket, body, request.method == "PUT", _preconditions(request))
+        return _json(self.store.bucket_resource(row, self._base_of(request)))
+
+    async def delete_bucket(self, request: Request, bucket: str) -> Response:
+        self.store.delete_bucket(bucket, _preconditions(request))
+        return Response(status_code=204)
+
+    # -- objects: metadata, list, delete, patch -----------------------------------------------------------------
+
+    def _live_row(self, request: Request, bucket: str, name: str) -> sqlite3.Row:
+        row = self.store.object_row(bucket, name)
+        generation = _int_param(request, "generation")
+        if generation is not None and generation != row["generation"]:
+            raise NotFound(f"No such object: {bucket}/{name}#{generation}")
+        check_preconditions(row, _preconditions(request), read=True)
+        return row
+
+    async def get_object(self, request: Request, bucket: str, object: str) -> Response:
+        name = _object_name_from(request, object)
+        if request.query_params.get("alt") == "media":
+            return await self._media(request, bucket, name)
+        return _json(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
+
+    async def download_object(self, request: Request, bucket: str, object: str) -> Response:
+        alt = request.query_params.get("alt", "media")
+        if alt != "media":
+            raise InvalidArgument(f"Invalid value for alt: {alt!r}; downloads need alt=media.")
+        return await self._media(request, bucket, _object_name_from(request, object))
+
+    async def _media(self, request: Request, bucket: str, name: str) -> Response:
+        for _attempt in range(3):
+            row = self._live_row(request, bucket, name)
+            try:
+                stream = open(self.store.root / row["blob_path"], "rb")
+                break
+            except FileNotFoundError:
+                continue   # replaced by a newer generation meanwhile
+        else:
+            raise NotFound(f"No such object: {bucket}/{name}")
+        size = row["size"]
+        try:
+            byte_range = parse_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable as error:
+            stream.close()
+            response = error.to_response()
+            response.headers["content-range"] = f"bytes */{size}"
+            return response
+        extra = json.loads(row["extra"])
+        headers = {
+            "content-type": row["content_type"],
+            "accept-ranges": "bytes",
+            "etag": etag(row["generation"], row["metageneration"]),
+            "x-goog-generation": str(row["generation"]),
+            "x-goog-metageneration": str(row["metageneration"]),
+            "x-goog-hash": f"crc32c={row['crc32c']},md5={row['md5_hash']}",
+            "x-goog-stored-content-length": str(size),
+            "x-goog-stored-content-encoding": extra.get("contentEncoding") or "identity",
+            "x-goog-storage-class": row["storage_class"],
+        }
+        for key, header in (("cacheControl", "cache-control"), ("contentDisposition", "content-disposition"),
+                            ("contentLanguage", "content-language"), ("contentEncoding", "content-encoding")):
+            if extra.get(key):
+                headers[header] = str(extra[key])
+        status = 200
+        first, last = 0, size - 1
+        if byte_range is not None:
+            first, last = byte_range
+            status = 206
+            headers["content-range"] = f"bytes {first}-{last}/{size}"
+        headers["content-length"] = str(last - first + 1)
+        return StreamingResponse(file_chunks(stream, first, last - first + 1), status_code=status, headers=headers)
+
+    async def list_objects(self, request: Request, bucket: str) -> Response:
+        self.store.bucket_row(bucket)
+        params = request.query_params
+        if params.get("matchGlob"):
+            raise Unimplemented("matchGlob is not implemented by the emulator.")
+        limit = _max_results(request)
+        token = _decode_token(params.get("pageToken"))
+        entries = self.store.iter_entries(
+            bucket, params.get("prefix", ""), params.get("delimiter", ""), params.get("startOffset", ""),
+            params.get("endOffset", ""), params.get("includeTrailingDelimiter", "").lower() == "true",
+            token.get("after") if token else None, bool(token.get("prefix")) if token else False)
+        items, prefixes, last = [], [], None
+        base = self._base_of(request)
+        more = False
+        for count, (kind, value) in enumerate(entries):
+            if count == limit:
+                more = True
+                break
+            if kind == "item":
+                items.append(self.store.object_resource(value, base))
+                last = (value["name"], False)
+            else:
+                prefixes.append(value)
+                last = (value, True)
+        payload: dict[str, Any] = {"kind": "storage#objects"}
+        if prefixes:
+            payload["prefixes"] = prefixes
+        if items:
+            payload["items"] = items
+        if more and last is not None:
+            payload["nextPageToken"] = _encode_token({"after": last[0], "prefix": last[1]})
+        return _json(payload)
+
+    async def delete_object(self, request: Request, bucket: str, object: str) -> Response:
+        self.store.delete_object(bucket, _object_name_from(request, object), _int_param(request, "generation"),
+                                 _preconditions(request))
+        return Response(status_code=204)
+
+    async def patch_object(self, request: Request, bucket: str, object: str) -> Response:
+        name = _object_name_from(request, object)
+        body = await read_json(request, _MAX_METADATA_BYTES)
+        row = self.store.patch_object(bucket, name, body, request.method == "PUT", _int_param(request, "generation"),
+                                      _preconditions(request))
+        return _json(self.store.object_resource(row, self._base_of(request)))
+
+    # -- uploads ----------------------------------------------------------------------------------------------
+
+    def _new_object(self, request: Request, bucket: str, metadata: dict[str, Any],
+                    content_type: str | None) -> NewObject:
+        self.store.bucket_row(bucket)
+        name = metadata.get("name") or request.query_params.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("Required: object name (the `name` field of the metadata or the `name` parameter).")
+        validate_object_name(name)
+        fields = {key: metadata[key] for key in OBJECT_WRITABLE if metadata.get(key) is not None}
+        if "metadata" in fields:
+            if not isinstance(fields["metadata"], dict):
+                raise InvalidArgument("Invalid value for metadata: expected an object.")
+            fields["metadata"] = {str(k): str(v) for k, v in fields["metadata"].items() if v is not None}
+        if metadata.get("storageClass"):
+            fields["storageClass"] = str(metadata["storageClass"]).upper()
+        new = NewObject(bucket=bucket, name=name,
+                        content_type=metadata.get("contentType") or content_type or "application/octet-stream",
+                        fields=fields, preconditions=_preconditions(request),
+                        expected_md5=metadata.get("md5Hash"), expected_crc32c=metadata.get("crc32c"))
+        current = self.store.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
+        check_preconditions(current, new.preconditions)   # fail fast; checked again when committing
+        return new
+
+    def _check_declared_size(self, request: Request, slack: int = 0) -> None:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.store.max_upload_bytes + slack:
+            raise PayloadTooLarge(self._too_large(int(declared)))
+
+    def _too_large(self, size: int | None = None) -> str:
+        shown = f" of {size} bytes" if size is not None else ""
+        return f"Upload{shown} exceeds the maximum object size of {self.store.max_upload_bytes} bytes."
+
+    async def _stream_to_temp(self, chunks: AsyncIterator[bytes], temp: Path) -> tuple[int, str, str]:
+        """Write chunks to `temp`; (size, md5 b64, crc32c b64). 413 past max_upload_bytes."""
+        sink = Sink(temp)
+        try:
+            async for chunk in chunks:
+                if sink.written + len(chunk) > self.store.max_upload_bytes:
+                    raise PayloadTooLarge(self._too_large())
+                await sink.write(chunk)
+        except BaseException:
+            await sink.close(sync=False)
+            raise
+        await sink.close()
+        return sink.written, b64(sink.md5.digest()), crc32c_b64(sink.crc)
+
+    async def insert_object(self, request: Request, bucket: str) -> Response:
+        body = Body(request)
+        temp: Path | None = None
+        try:
+            upload_type = request.query_params.get("uploadType", "media")
+            if upload_type == "multipart":
+                self._check_declared_size(request, slack=_MAX_METADATA_BYTES)
+                new, temp, size, md5_b64, crc_b64 = await self._receive_multipart(request, bucket, body)
+            elif upload_type == "media":
+                self._check_declared_size(request)
+                new = self._new_object(request, bucket, {}, request.headers.get("content-type"))
+                temp = self.store.temp_path()
+                size, md5_b64, crc_b64 = await self._stream_to_temp(body.chunks(), temp)
+            elif upload_type == "resumable":
+                return await self._start_resumable(request, bucket, body)
+            else:
+                raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
+            row = self.store.commit(new, temp, size, md5_b64, crc_b64)
+            return _json(self.store.object_resource(row, self._base_of(request)))
+        except GoogleApiError:
+            await body.drain()
+            raise
+        except ClientDisconnect:
+            return Response(status_code=499)
+        finally:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+
+    async def _receive_multipart(self, request: Request, bucket: str, body: Body
+                                 ) -> tuple[NewObject, Path, int, str, str]:
+        boundary = multipart_boundary(request.headers.get("content-type", ""))
+        reader = Reader(body)
+        await reader.read_until(b"--" + boundary, 64 * 1024, "the preamble")
+        await reader.read_until(b"\r\n", 1024, "the first boundary line")
+        part_headers = parse_part_headers(await reader.read_until(b"\r\n\r\n", 16 * 1024, "part headers"))
+        if not part_headers.get("content-type", "application/json").lower().startswith("application/json"):
+            raise InvalidArgument("The first part of a multipart upload must be the JSON object metadata.")
+        delimiter = b"\r\n--" + boundary
+        raw_metadata = await reader.read_until(delimiter, _MAX_METADATA_BYTES, "the metadata part")
+        try:
+            metadata = json.loads(raw_metadata or b"{}")
+        except ValueError as error:
+            raise InvalidArgument(f"Invalid JSON in the metadata part: {error}") from error
+        if not isinstance(metadata, dict):
+            raise InvalidArgument("The metadata part must be a JSON object.")
+        after = await reader.read_until(b"\r\n", 1024, "a boundary line")
+        if after.startswith(b"--"):
+            raise InvalidArgument("Multipart upload without a media part.")
+        media_headers = parse_part_headers(await reader.read_until(b"\r\n\r\n", 16 * 1024, "part headers"))
+        new = self._new_object(request, bucket, metadata, media_headers.get("content-type"))
+        temp = self.store.temp_path()
+        try:
+            size, md5_b64, crc_b64 = await self._stream_to_temp(reader.stream_until(delimiter), temp)
+            while len(reader.buffer) < 2 and await reader.fill():
+                pass
+            if not reader.buffer.startswith(b"--"):
+                raise InvalidArgument("A multipart upload has exactly two parts: the JSON metadata, then the media.")
+            await body.drain(64 * 1024)   # the epilogue, if any
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return new, temp, size, md5_b64, crc_b64
+
+    async def _start_resumable(self, request: Request, bucket: str, body: Body) -> Response:
+        metadata = await body.read_json(_MAX_METADATA_BYTES)
+        new = self._new_object(request, bucket, metadata, request.headers.get("x-upload-content-type"))
+        declared = request.headers.get("x-upload-content-length")
+        total = int(declared) if declared and declared.isdigit() else None
+        if total is not None and total > self.store.max_upload_bytes:
+            raise PayloadTooLarge(self._too_large(total))
+        resource = dict(new.fields)
+        for key in ("md5Hash", "crc32c"):
+            if metadata.get(key):
+                resource[key] = metadata[key]
+        upload_id = uuid.uuid4().hex + uuid.uuid4().hex
+        self.store.upload_path(upload_id).touch()
+        _micros, stamp = now()
+        with self.store.db.transaction() as conn:
+            conn.execute("INSERT INTO gcs_uploads (upload_id, bucket, name, resource, content_type, total_size, "
+                         "received, preconditions, created) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                         (upload_id, bucket, new.name, json.dumps(resource), new.content_type, total,
+                          json.dumps(new.preconditions), stamp))
+        location = (f"{self._base_of(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
+                    f"&name={quote(new.name, safe='')}&upload_id={upload_id}")
+        return Response(status_code=200, headers={"location": location, "x-guploader-uploadid": upload_id,
+                                                  "content-length": "0"})
+
+    def _upload_lock(self, upload_id: str) -> asyncio.Lock:
+        return self.store.upload_locks.setdefault(upload_id, asyncio.Lock())
+
+    async def put_chunk(self, request: Request, bucket: str) -> Response:
+        body = Body(request)
+        try:
+            upload_id = request.query_params.get("upload_id")
+            if not upload_id:
+                raise InvalidArgument("Missing upload_id: PUT needs the session URI returned by uploadType=resumable.")
+            async with self._upload_lock(upload_id):
+                return await self._receive_chunk(request, bucket, upload_id, body)
+        except GoogleApiError:
+            await body.drain()
+            raise
+        except ClientDisconnect:
+            return Response(status_code=499)
+
+    def _progress(self, upload: Upload) -> Response:
+        headers = {"content-length": "0"}
+        if upload.received:
+            headers["range"] = f"bytes=0-{upload.received - 1}"
+        return Response(status_code=308, headers=headers)
+
+    def _finished(self, request: Request, upload: Upload) -> Response:
+        row = self.store.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?",
+                                      (upload.bucket, upload.name))
+        if row is None or row["generation"] != upload.result_generation:
+            raise NotFound(f"The object uploaded by session {upload.upload_id} no longer exists.")
+        return _json(self.store.object_resource(row, self._base_of(request)))
+
+    async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: Body) -> Response:
+        upload = self.store.load_upload(upload_id, bucket)
+        if upload.result_generation is not None:
+            await body.drain()
+            return self._finished(request, upload)
+        header = request.headers.get("content-range")
+        if header is None:   # one PUT with the whole object
+            first, last, total = 0, None, None
+            if upload.received:
+                self.store.hash_states.pop(upload_id, None)
+                upload.received = 0
+        else:
+            first, last, total = parse_content_range(header)
+        if total is not None:
+            if total > self.store.max_upload_bytes:
+                raise PayloadTooLarge(self._too_large(total))
+            if upload.total_size is not None and total != upload.total_size:
+                raise InvalidArgument(f"Content-Range total {total} differs from the declared size "
+                                      f"{upload.total_size} of the upload.")
+            if last is not None and last >= total:
+                raise InvalidArgument(f"Invalid Content-Range header {header!r}: range past the total size.")
+            if total < upload.received:
+                raise InvalidArgument(f"Content-Range total {total} is below the {upload.received} bytes received.")
+        if header is not None and first is None:   # status query or finalisation without bytes
+            await body.drain()
+            if total is not None and total == upload.received:
+                return await self._finalize(request, upload)
+            return self._progress(upload)
+        if first > upload.received:
+            raise InvalidArgument(f"Invalid request. According to the Content-Range header, the upload offset is "
+                                  f"{first} byte(s), which exceeds already uploaded size of {upload.received} byte(s).")
+        expected = None if last is None else last - first + 1
+        skip = upload.received - first   # bytes the server already has (a retried chunk)
+        path = self.store.upload_path(upload_id)
+        os.truncate(path, upload.received)   # drop bytes of a chunk that was cut short before being recorded
+        state = self.store.hash_states.get(upload_id)
+        if state is None or state.offset != upload.received:
+            state = await anyio.to_thread.run_sync(self.store.rehash, path, upload.received)
+        sink = Sink(path, offset=upload.received, md5=state.md5, crc=state.crc, create=False)
+        seen = 0
+        try:
+            async for chunk in body.chunks():
+                if expected is not None and seen + len(chunk) > expected:
+                    raise InvalidArgument(f"Request body is longer than the {expected} bytes of Content-Range "
+                                          f"{header!r}.")
+                seen += len(chunk)
+                if skip > 0:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                    if not chunk:
+                        continue
+                if upload.received + sink.written + len(chunk) > self.store.max_upload_bytes:
+                    raise PayloadTooLarge(self._too_large())
+                await sink.write(chunk)
+        finally:
+            try:
+                await sink.close(sync=False)
+            finally:
+                upload.received += sink.written
+                self.store.hash_states[upload_id] = HashState(upload.received, sink.md5, sink.crc)
+                with self.store.db.transaction() as conn:
+                    conn.execute("UPDATE gcs_uploads SET received = ? WHERE upload_id = ?",
+                                 (upload.received, upload_id))
+        if expected is not None and seen < expected:
+            raise InvalidArgument(f"Request body has {seen} bytes; Content-Range {header!r} announced {expected}.")
+        if header is None:
+            total = upload.received
+        if total is not None and upload.received >= total:
+            return await self._finalize(request, upload, request.headers.get("x-goog-hash"))
+        return self._progress(upload)
+
+    async def _finalize(self, request: Request, upload: Upload, hash_header: str | None = None) -> Response:
+        path = self.store.upload_path(upload.upload_id)
+        state = self.store.hash_states.get(upload.upload_id)
+        if state is None or state.offset != upload.received:
+            state = await anyio.to_thread.run_sync(self.store.rehash, path, upload.received)
+        md5_b64, crc_b64 = b64(state.md5.digest()), crc32c_b64(state.crc)
+        resource = dict(upload.resource)
+        expected_md5, expected_crc = resource.pop("md5Hash", None), resource.pop("crc32c", None)
+        for item in (hash_header or "").split(","):
+            kind, _, value = item.strip().partition("=")
+            if kind == "md5" and value:
+                expected_md5 = value
+            elif kind == "crc32c" and value:
+                expected_crc = value
+        new = NewObject(bucket=upload.bucket, name=upload.name, content_type=upload.content_type, fields=resource,
+                        preconditions=upload.preconditions, expected_md5=expected_md5, expected_crc32c=expected_crc)
+        await anyio.to_thread.run_sync(fsync_path, path)
+        try:
+            row = self.store.commit(new, path, upload.received, md5_b64, crc_b64)
+        except GoogleApiError:
+            self.store.drop_upload(upload.upload_id)   # a failed finalisation ends the session, as in GCS
+            raise
+        with self.store.db.transaction() as conn:
+            conn.execute("UPDATE gcs_uploads SET result_generation = ? WHERE upload_id = ?",
+                         (row["generation"], upload.upload_id))
+        self.store.hash_states.pop(upload.upload_id, None)
+        self.store.upload_locks.pop(upload.upload_id, None)
+        return _json(self.store.object_resource(row, self._base_of(request)))
+
+    async def cancel_upload(self, request: Request, bucket: str) -> Response:
+        upload_id = request.query_params.get("upload_id")
+        if not upload_id:
+            raise InvalidArgument("Missing upload_id.")
+        self.store.load_upload(upload_id, bucket)
+        self.store.drop_upload(upload_id)
+        raise UploadCancelled("Upload cancelled by the client.")
+
+
+def gcs_routes(store: ObjectStore) -> list[Route]:
+    """The GCS JSON API routes served from `store`."""
+    return GcsApi(store).routes()
