@@ -5,11 +5,13 @@ from pathlib import Path
 import pulumi
 
 from resources.component import TranslationTuning
+from resources.errors import reported_without_traceback
 from resources.settings import read_stack_settings
 
-settings = read_stack_settings()
-tuning = TranslationTuning("translation", settings, project_dir=Path(__file__).resolve().parent,
-                           stack=pulumi.get_stack())
+with reported_without_traceback():
+    settings = read_stack_settings()
+    tuning = TranslationTuning("translation", settings, project_dir=Path(__file__).resolve().parent,
+                               stack=pulumi.get_stack())
 
 pulumi.export("bucketName", tuning.bucket_name)
 pulumi.export("trainingDatasetUri", tuning.training_dataset.uri)

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from pulumi.automation import CommandError
+
 from deploy.emulator_process import EmulatorProcess
 from deploy.engine import PROJECT_DIR
 from deploy.stack import StackRun
@@ -60,13 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except TuningError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # automation errors carry the engine's own message
-        from pulumi.automation import CommandError
-
-        if isinstance(error, CommandError):
-            print(f"error: pulumi {args.command} failed:\n{error}", file=sys.stderr)
-            return 1
-        raise
+    except CommandError as error:
+        # The engine's stdout was already streamed; its stderr holds the reason.
+        _, _, stderr = str(error).partition("\n stderr: ")
+        print(f"error: pulumi {args.command} failed:\n{stderr.strip() or error}", file=sys.stderr)
+        return 1
     if endpoint and args.command in ("up", "refresh"):
         print(f"\nemulator console: {endpoint}/", file=sys.stderr)
     return 0

@@ -104,8 +104,9 @@ def test_empty_validation_dataset_declares_no_validation_upload(monkeypatch):
 def test_a_bad_config_value_stops_the_program_naming_the_key(monkeypatch):
     from tuning.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="translation-tuning:onDelete"):
+    with pytest.raises(pulumi.RunError, match="translation-tuning:onDelete") as stopped:
         run_program("local", monkeypatch, **{"translation-tuning:onDelete": "keep"})
+    assert isinstance(stopped.value.__cause__, ConfigError)
 
 
 def test_a_malformed_dataset_stops_the_program_before_any_resource(monkeypatch, tmp_path):
@@ -113,5 +114,6 @@ def test_a_malformed_dataset_stops_the_program_before_any_resource(monkeypatch, 
 
     bad = tmp_path / "train.jsonl"
     bad.write_text('{"contents": []}\n')
-    with pytest.raises(DatasetError, match=rf"{bad}:1: "):
+    with pytest.raises(pulumi.RunError, match=rf"{bad}:1: ") as stopped:
         run_program("local", monkeypatch, **{"translation-tuning:trainingDataset": str(bad)})
+    assert isinstance(stopped.value.__cause__, DatasetError)
