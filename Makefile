@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
 STACK ?= local
 
-.PHONY: demo test engine browser preview up refresh destroy outputs emulator-stop clean-local
+.PHONY: demo test engine browser preview up refresh destroy outputs try emulator-stop clean-local
 
 demo: $(VENV_STAMP) engine
 	$(PY) -m deploy up --stack $(STACK)
@@ -34,6 +34,11 @@ browser:
 
 preview up refresh destroy outputs: $(VENV_STAMP) engine
 	$(PY) -m deploy $@ --stack $(STACK)
+
+# Prompt the stack's tuned endpoint: make try PROMPT="English: Good morning. Spanish:"
+PROMPT ?= English: Good morning. Spanish:
+try: $(VENV_STAMP) engine
+	$(PY) -m deploy try "$(PROMPT)" --stack $(STACK)
 
 emulator-stop: $(VENV_STAMP)
 	$(PY) -m deploy emulator-stop

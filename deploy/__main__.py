@@ -1,6 +1,7 @@
 """`python -m deploy COMMAND [--stack NAME]`: run the stack with the pinned engine, offline.
 
-Commands: preview, up, refresh, destroy, outputs, emulator-start, emulator-stop.
+Commands: preview, up, refresh, destroy, outputs, try PROMPT (prompt the stack's tuned endpoint),
+emulator-start, emulator-stop.
 For a stack whose emulatorEndpoint is `embedded` (the `local` stack), the emulator is started in the
 background first (or reused) and its URL is filled in for the run.
 """
@@ -16,16 +17,19 @@ from pulumi.automation import CommandError
 
 from deploy.emulator_process import EmulatorProcess
 from deploy.engine import PROJECT_DIR
-from deploy.stack import StackRun
+from deploy.stack import ENDPOINT_KEY, StackRun
+from tuning.client import ApiTarget
 from tuning.errors import TuningError
+from tuning.prediction import PredictionApi
 
-COMMANDS = ("preview", "up", "refresh", "destroy", "outputs", "emulator-start", "emulator-stop")
+COMMANDS = ("preview", "up", "refresh", "destroy", "outputs", "try", "emulator-start", "emulator-stop")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("prompt", nargs="?", help='for try: the prompt, e.g. "English: Good morning. Spanish:"')
     parser.add_argument("--stack", default="local", help="stack name (default: local)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     return parser
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.refresh(config_file=config_file, **out)
         elif args.command == "destroy":
             stack.destroy(config_file=config_file, **out)
+        elif args.command == "try":
+            return _try_prompt(run, stack, endpoint, args.prompt)
         else:
             outputs = {key: value.value for key, value in stack.outputs().items()}
             print(json.dumps(outputs, indent=2, sort_keys=True))
@@ -69,6 +75,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if endpoint and args.command in ("up", "refresh"):
         print(f"\nemulator console: {endpoint}/", file=sys.stderr)
+    return 0
+
+
+def _try_prompt(run: StackRun, stack, emulator_endpoint: str | None, prompt: str | None) -> int:
+    """Send `prompt` to the stack's tuned endpoint and print the reply."""
+    if not prompt:
+        print('error: try needs a prompt, e.g. python -m deploy try "English: Good morning. Spanish:"',
+              file=sys.stderr)
+        return 2
+    outputs = {key: value.value for key, value in stack.outputs().items()}
+    endpoint = outputs.get("tunedModelEndpointName")
+    if not endpoint:
+        print(f"error: stack {run.stack} has no tuned endpoint yet (state: {outputs.get('state')}); run up or "
+              "refresh first", file=sys.stderr)
+        return 1
+    config = run.stack_config()
+    target = ApiTarget(project=str(config.get("gcp:project")), location=str(config.get("gcp:region", "us-central1")),
+                       emulator_endpoint=emulator_endpoint or config.get(ENDPOINT_KEY) or None)
+    reply = PredictionApi(target).generate(endpoint, prompt)
+    print(reply.text)
+    print(f"({endpoint}: {reply.finish_reason}, {reply.prompt_token_count} prompt + "
+          f"{reply.candidates_token_count} output tokens)", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Command line: ``python -m tuning validate train.jsonl --validation validation.jsonl``.
 
 Exit status: 0 when every file is valid (warnings allowed), 1 when a file breaks a rule, 2 on a usage error.
+The API commands (`jobs`, `generate`) live in `tuning.api_commands`; they exit 1 on an API error.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 from typing import Callable, Sequence
 
 from tuning import dataset
+from tuning.api_commands import add_api_commands
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1  # usage errors exit 2, from argparse
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation dataset (JSONL); repeat for several",
     )
     validate.set_defaults(handler=_validate)
+    add_api_commands(commands)
     return parser
 
 

@@ -173,7 +173,8 @@ class TuningApi:
             latest = response.json().get("latest", {})
         else:
             latest = self._experiment_metrics(job)
-        return {name.lstrip("/"): float(latest[name]) for name in TRAIN_METRICS + EVAL_METRICS if name in latest}
+        return {name.lstrip("/"): _metric_value(name, latest[name]) for name in TRAIN_METRICS + EVAL_METRICS
+                if name in latest}
 
     def _experiment_metrics(self, job: TuningJob) -> dict[str, float]:
         if not job.experiment:
@@ -188,6 +189,11 @@ class TuningApi:
         prefix = "time_series_metric."
         return {column[len(prefix):]: float(row[column]) for column in frame.columns
                 if column.startswith(prefix) and row[column] == row[column]}
+
+
+def _metric_value(name: str, value: Any) -> float | int:
+    """Counts (`*_num_predictions`) as ints, losses and accuracies as floats."""
+    return int(value) if name.endswith("_num_predictions") else float(value)
 
 
 def _to_model(proto_job: Any) -> TuningJob:

@@ -33,6 +33,10 @@ def test_local_stack_up_outputs_destroy_with_the_embedded_emulator(tmp_path):
         outputs = deploy(project, "outputs")
         values = json.loads(outputs.stdout)
         assert values["state"] == "JOB_STATE_SUCCEEDED" and len(values["metrics"]) == 6
+        tried = deploy(project, "try", "English: Good morning. Spanish:")
+        assert tried.returncode == 0 and tried.stdout.rstrip("\n"), tried.stderr[-3000:]
+        assert f"({values['tunedModelEndpointName']}: " in tried.stderr
+
         # The committed stack file keeps `embedded`; the URL only goes into the generated copy.
         assert "emulatorEndpoint: embedded" in (project / "Pulumi.local.yaml").read_text()
 

@@ -1,0 +1,74 @@
+"""`python -m tuning jobs ...` and `generate` against a served emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+import requests
+
+from tests.conftest import LOCATION, PROJECT
+from tests.emulator.helpers import wait_until_ended
+from tuning.__main__ import main
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    # Not capsys: the served emulator's logging holds on to the streams pytest swaps per test.
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def succeeded_job(emulator, sample_uris, tuning_api) -> dict:
+    body = {"baseModel": "translation-llm-002", "tunedModelDisplayName": "cli",
+            "supervisedTuningSpec": {"trainingDatasetUri": sample_uris[0], "validationDatasetUri": sample_uris[1]}}
+    created = requests.post(f"{emulator.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs", json=body,
+                            timeout=30).json()
+    wait_until_ended(lambda: tuning_api.get_tuning_job(created["name"]), timeout=180)
+    return requests.get(f"{emulator.url}/v1/{created['name']}", timeout=30).json()
+
+
+def target(emulator) -> list[str]:
+    return ["--project", PROJECT, "--emulator", emulator.url]
+
+
+def test_jobs_list_prints_name_state_and_display_name(emulator, succeeded_job):
+    status, out, _ = run("jobs", "list", *target(emulator))
+    assert (status, out) == (0, f"{succeeded_job['name']}\tJOB_STATE_SUCCEEDED\tcli\n")
+
+
+def test_jobs_metrics_prints_the_six_latest_values(emulator, succeeded_job):
+    status, out, _ = run("jobs", "metrics", succeeded_job["name"], *target(emulator))
+    metrics = json.loads(out)
+    assert status == 0 and len(metrics) == 6
+    assert isinstance(metrics["train_num_predictions"], int) and metrics["train_total_loss"] > 0
+
+
+def test_generate_prints_the_tuned_endpoint_reply_and_token_counts(emulator, succeeded_job):
+    endpoint = succeeded_job["tunedModel"]["endpoint"]
+    status, out, err = run("generate", endpoint, "English: Good night. Spanish:", "--max-output-tokens",
+                           "8", *target(emulator))
+    assert status == 0 and out.rstrip("\n")  # the tiny test model may answer with spaces: still text
+    assert "finish: MAX_TOKENS" in err and "+ 8 output" in err
+
+
+def test_get_of_a_missing_job_exits_1_naming_it(emulator):
+    name = f"projects/{PROJECT}/locations/{LOCATION}/tuningJobs/42"
+    status, out, err = run("jobs", "get", name, *target(emulator))
+    assert (status, out) == (1, "")
+    assert err == f"error: 404: tuning job {name} not found\n"
+
+
+def test_cancel_of_an_ended_job_exits_1(emulator, succeeded_job):
+    status, _, err = run("jobs", "cancel", succeeded_job["name"], *target(emulator))
+    assert status == 1 and "already ended" in err
+
+
+def test_a_missing_project_is_a_clear_error(emulator, monkeypatch):
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    status, _, err = run("jobs", "list", "--emulator", emulator.url)
+    assert (status, err) == (1, "error: --project: is required (or set GOOGLE_CLOUD_PROJECT)\n")

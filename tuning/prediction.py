@@ -1,0 +1,63 @@
+"""Prompt a tuned endpoint with generateContent through the official aiplatform v1 client (REST)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import aiplatform_v1
+
+from tuning.client import ApiTarget, RetryPolicy
+from tuning.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The first candidate of a generateContent response and its token counts."""
+
+    text: str
+    finish_reason: str
+    prompt_token_count: int
+    candidates_token_count: int
+
+
+class PredictionApi:
+    """generateContent on `projects/P/locations/L/endpoints/E`, against Vertex AI or the emulator."""
+
+    def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
+                 retry_policy: RetryPolicy = RetryPolicy()) -> None:
+        self._retry = retry_policy.retry()
+        if target.emulator_endpoint:
+            options = ClientOptions(api_endpoint=target.emulator_endpoint)
+            credentials = credentials or AnonymousCredentials()
+        else:
+            options = ClientOptions(api_endpoint=f"{target.location}-aiplatform.googleapis.com")
+        self._client = aiplatform_v1.PredictionServiceClient(client_options=options, transport="rest",
+                                                             credentials=credentials)
+
+    def generate(self, endpoint: str, prompt: str, *, max_output_tokens: int = 256,
+                 temperature: float = 0.0) -> Reply:
+        """Send `prompt` as one user turn; returns the first candidate.
+
+        Raises:
+            ApiError: the service rejected the request (bad endpoint name, missing endpoint, ...).
+        """
+        request = aiplatform_v1.GenerateContentRequest(
+            model=endpoint,
+            contents=[aiplatform_v1.Content(role="user", parts=[aiplatform_v1.Part(text=prompt)])],
+            generation_config=aiplatform_v1.GenerationConfig(max_output_tokens=max_output_tokens,
+                                                             temperature=temperature))
+        try:
+            response = self._client.generate_content(request=request, retry=self._retry)
+        except gexc.GoogleAPICallError as error:
+            raise ApiError(error.code or 0, error.message or str(error)) from error
+        if not response.candidates:
+            raise ApiError(0, f"{endpoint} returned no candidate")
+        candidate = response.candidates[0]
+        return Reply(text="".join(part.text for part in candidate.content.parts),
+                     finish_reason=candidate.finish_reason.name,
+                     prompt_token_count=response.usage_metadata.prompt_token_count,
+                     candidates_token_count=response.usage_metadata.candidates_token_count)
