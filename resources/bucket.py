@@ -22,7 +22,7 @@ from tuning.storage import StorageApi
 
 
 class EmulatorBucketProvider(TargetedProvider, ResourceProvider):
-    """A bucket on the emulator; deleting it deletes what is left in it (it only holds datasets)."""
+    """A bucket on the emulator; like the GCP bucket, destroy refuses to delete objects it did not upload."""
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in ("name", "location") if olds.get(key) != news.get(key)]
@@ -39,6 +39,7 @@ class EmulatorBucketProvider(TargetedProvider, ResourceProvider):
         return ReadResult(id_, props)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        StorageApi(self.target).set_bucket_labels(id_, news.get("labels") or {})
         return UpdateResult(news)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -63,7 +64,7 @@ def tuning_bucket(resource_name: str, bucket_name: str, settings: StackSettings,
     import pulumi_gcp as gcp
 
     bucket = gcp.storage.Bucket(resource_name, name=bucket_name, location=settings.region.upper(),
-                                uniform_bucket_level_access=True, labels=labels, force_destroy=True, opts=opts)
+                                uniform_bucket_level_access=True, labels=labels, force_destroy=False, opts=opts)
     project = gcp.organizations.get_project(project_id=settings.project)
     gcp.storage.BucketIAMMember(
         f"{resource_name}-tuning-agent-read", bucket=bucket.name, role="roles/storage.objectViewer",

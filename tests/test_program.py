@@ -80,6 +80,7 @@ def test_gcp_stacks_grant_the_tuning_agent_read_access(stack, monkeypatch):
     bucket = by_type(mocks, "gcp:storage/bucket:Bucket")[0][1]
     member = by_type(mocks, "gcp:storage/bucketIAMMember:BucketIAMMember")[0][1]
     assert bucket["uniformBucketLevelAccess"] is True and bucket["location"] == "US-CENTRAL1"
+    assert bucket["forceDestroy"] is False  # destroy never deletes objects the stack did not upload
     assert member["role"] == "roles/storage.objectViewer"
     assert member["member"] == "serviceAccount:service-123456789@gcp-sa-aiplatform-ft.iam.gserviceaccount.com"
 

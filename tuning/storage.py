@@ -51,17 +51,28 @@ class StorageApi:
             raise ApiError(error.code or 0, f"creating bucket {name}: {error.message}") from error
 
     def delete_bucket(self, name: str) -> None:
-        """Delete the bucket and what is in it; a missing bucket is fine."""
+        """Delete an empty bucket; a missing bucket is fine.
+
+        Raises:
+            ApiError: the bucket still holds objects. They are not ours to delete (the stack's own
+                dataset objects are deleted before the bucket), so nothing is lost by surprise.
+        """
         try:
-            bucket = self._client.get_bucket(name, retry=self._retry)
-        except gexc.NotFound:
-            return
-        for blob in self._client.list_blobs(bucket, retry=self._retry):
-            blob.delete(retry=self._retry)
-        try:
-            bucket.delete(retry=self._retry)
+            self._client.bucket(name).delete(retry=self._retry)
         except gexc.NotFound:
             pass
+        except gexc.Conflict as error:
+            left = [blob.name for blob in self._client.list_blobs(name, max_results=5, retry=self._retry)]
+            raise ApiError(409, f"bucket {name} is not empty ({', '.join(left)}, ...): it holds objects this stack "
+                                "did not upload; move or delete them, then run destroy again") from error
+
+    def set_bucket_labels(self, name: str, labels: dict[str, str]) -> None:
+        bucket = self._client.get_bucket(name, retry=self._retry)
+        bucket.labels = labels
+        bucket.patch(retry=self._retry)
+
+    def bucket_labels(self, name: str) -> dict[str, str]:
+        return dict(self._client.get_bucket(name, retry=self._retry).labels)
 
     def bucket_exists(self, name: str) -> bool:
         try:
