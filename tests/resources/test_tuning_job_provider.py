@@ -198,3 +198,14 @@ def test_delete_of_an_ended_or_missing_job_succeeds(emulator, sample_uris):
 def test_configured_target_is_never_pickled_into_the_state(emulator):
     pickled = base64.b64encode(dill.dumps(configured(emulator.url))).decode()
     assert str(emulator.port) not in base64.b64decode(pickled).decode("latin-1")
+
+
+def test_create_stops_waiting_at_the_timeout_and_records_the_running_job(slow_emulator):
+    from tests.conftest import SAMPLE_TRAIN, upload
+
+    uri = upload(slow_emulator, "datasets", "train.jsonl", SAMPLE_TRAIN)
+    provider = configured(slow_emulator.url)
+    created = provider.create(inputs(uri, completionTimeoutSeconds=2))
+    assert created.outs["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+    assert created.outs["tunedModelEndpointName"] == ""
+    provider.delete(created.id, created.outs)
