@@ -1,6 +1,6 @@
 """Streaming validator for translation-llm-002 tuning datasets (JSON Lines, one example per line).
 
-The rules come from the Vertex AI pages summarised in /work/shared/reference/vertex-tuning-api.md §3.1:
+The rules come from the Vertex AI pages on translation tuning (prepare, about; see the README):
 
 * Each line is one JSON object whose only key is ``contents``: a non-empty list of turns
   ``{"role": "user" | "model", "parts": [{"text": "..."}, ...]}``. Roles alternate user, model, user, ...,
