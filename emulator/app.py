@@ -16,6 +16,7 @@ from emulator.control import ControlApi
 from emulator.db import Database
 from emulator.faults import FaultInjector
 from emulator.gcs import ObjectStore, gcs_routes
+from emulator.metadata_api import MetadataApi
 from emulator.routing import Router
 from emulator.runner import JobRunner
 from emulator.settings import EmulatorSettings
@@ -55,7 +56,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     faults = FaultInjector()
     state = EmulatorState(settings, db, store, backend, runner, faults)
 
-    google = Router(VertexApi(backend, store, runner, settings.max_json_bytes).routes() + gcs_routes(store))
+    google = Router(MetadataApi(backend).routes() + VertexApi(backend, store, runner, settings.max_json_bytes).routes()
+                    + gcs_routes(store))
     control = Router(ControlApi(backend, faults, state.reset).routes())
 
     async def dispatch(request: Request) -> Response:

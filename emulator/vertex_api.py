@@ -16,7 +16,7 @@ from emulator.requests import read_json
 from emulator.routing import Route
 from emulator.runner import JobRunner
 from emulator.serving import ModelCache, generate_content
-from emulator.tuning_backend import TuningBackend, experiment_context_name
+from emulator.tuning_backend import TuningBackend
 from tuning.models import TuningJob
 from tuning.rules import create_request_violations
 
@@ -28,7 +28,7 @@ _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "update
 
 
 class VertexApi:
-    """Handlers of the tuning, model, endpoint, prediction and metadata routes."""
+    """Handlers of the tuning, model, endpoint and prediction routes (experiments: `emulator.metadata_api`)."""
 
     def __init__(self, backend: TuningBackend, store: ObjectStore, runner: JobRunner, max_json_bytes: int) -> None:
         self.backend = backend
@@ -49,7 +49,6 @@ class VertexApi:
                 Route("GET", f"{p}/models/{{model}}", self.get_model),
                 Route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
                 Route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
-                Route("GET", f"{p}/metadataStores/{{store}}/contexts/{{context}}", self.get_context),
             ]
         return table
 
@@ -133,24 +132,6 @@ class VertexApi:
         model = await run_in_threadpool(self.models.get, record.model_dir)
         response = await run_in_threadpool(generate_content, model, body, record.model_name)
         return JSONResponse(response)
-
-    async def get_context(self, request: Request, project: str, location: str, store: str,
-                          context: str) -> JSONResponse:
-        prefix = "tuning-experiment-"
-        job_id = context[len(prefix):] if context.startswith(prefix) else ""
-        try:
-            job = self.backend.job(project, location, job_id) if job_id else None
-        except NotFound:
-            job = None
-        name = experiment_context_name(project, location, job_id) if job_id else ""
-        if job is None or store != "default" or job.get("experiment") != name:
-            raise NotFound(f"Context projects/{project}/locations/{location}/metadataStores/{store}/contexts/"
-                           f"{context} not found.")
-        return JSONResponse({
-            "name": name, "displayName": context, "schemaTitle": "system.Experiment", "schemaVersion": "0.0.1",
-            "metadata": {"experiment_deleted": False}, "createTime": job.get("startTime"),
-            "updateTime": job.get("updateTime"), "etag": job.get("updateTime"),
-        })
 
 
 def _first_error(error: Exception) -> str:

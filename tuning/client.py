@@ -7,6 +7,7 @@ Retries: 429, 5xx and connection errors are retried with backoff up to a deadlin
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Collection, Iterator, Optional
@@ -54,6 +55,11 @@ class RetryPolicy:
     def retry(self) -> gretry.Retry:
         return gretry.Retry(predicate=is_retryable, initial=self.backoff.initial, maximum=self.backoff.maximum,
                             multiplier=self.backoff.multiplier, timeout=self.deadline)
+
+
+# The aiplatform SDK reads its endpoint, transport and credentials from one process-wide config;
+# `_experiment_metrics` swaps it in and back under this lock so concurrent callers never see each other's target.
+_SDK_CONFIG_LOCK = threading.Lock()
 
 
 def _api_error(error: gexc.GoogleAPICallError) -> ApiError:
@@ -180,9 +186,24 @@ class TuningApi:
         if not job.experiment:
             return {}
         from google.cloud import aiplatform  # heavy import; only real GCP stacks need it
+        from google.cloud.aiplatform import initializer
+        from google.cloud.aiplatform.metadata import metadata
 
-        aiplatform.init(project=self.target.project, location=self.target.location)
-        frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
+        # Same target as the GAPIC client: the emulator's endpoint with anonymous credentials, or the regional
+        # endpoint with ADC; REST either way. The SDK only takes these through its global config (`init`), so
+        # it is set for this call and put back as it was (init also resets the experiment tracker).
+        emulator = self.target.emulator_endpoint
+        with _SDK_CONFIG_LOCK:
+            saved = [(state, dict(vars(state))) for state in (initializer.global_config, metadata._experiment_tracker)]
+            try:
+                aiplatform.init(project=self.target.project, location=self.target.location,
+                                api_endpoint=emulator or f"{self.target.location}-aiplatform.googleapis.com",
+                                api_transport="rest", credentials=AnonymousCredentials() if emulator else None)
+                frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
+            finally:
+                for state, attributes in saved:
+                    vars(state).clear()
+                    vars(state).update(attributes)
         if frame.empty:
             return {}
         row = frame.iloc[0]
