@@ -46,6 +46,23 @@ class ApiTarget:
     def parent(self) -> str:
         return f"projects/{self.project}/locations/{self.location}"
 
+    @property
+    def api_endpoint(self) -> str:
+        """The emulator's URL, or the regional Vertex AI host."""
+        return self.emulator_endpoint or f"{self.location}-aiplatform.googleapis.com"
+
+    def rest_client(self, client_class: type, credentials: Optional[Credentials] = None) -> Any:
+        """A generated aiplatform_v1 client for this target over REST.
+
+        REST, because the gRPC transport always uses TLS and cannot reach a plain-http emulator; the
+        REST transport keeps an explicit http:// scheme (reference §2.3). The emulator gets anonymous
+        credentials, since there is no ADC offline; Vertex AI gets `credentials` or ADC.
+        """
+        if self.emulator_endpoint:
+            credentials = credentials or AnonymousCredentials()
+        return client_class(client_options=ClientOptions(api_endpoint=self.api_endpoint), transport="rest",
+                            credentials=credentials)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -73,14 +90,7 @@ class TuningApi:
                  retry_policy: RetryPolicy = RetryPolicy()) -> None:
         self.target = target
         self._retry = retry_policy.retry()
-        if target.emulator_endpoint:
-            # The REST transport keeps an explicit http:// scheme (reference §2.3); no ADC offline.
-            options = ClientOptions(api_endpoint=target.emulator_endpoint)
-            credentials = credentials or AnonymousCredentials()
-        else:
-            options = ClientOptions(api_endpoint=f"{target.location}-aiplatform.googleapis.com")
-        self._client = aiplatform_v1.GenAiTuningServiceClient(client_options=options, transport="rest",
-                                                              credentials=credentials)
+        self._client = target.rest_client(aiplatform_v1.GenAiTuningServiceClient, credentials)
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -197,7 +207,7 @@ class TuningApi:
             saved = [(state, dict(vars(state))) for state in (initializer.global_config, metadata._experiment_tracker)]
             try:
                 aiplatform.init(project=self.target.project, location=self.target.location,
-                                api_endpoint=emulator or f"{self.target.location}-aiplatform.googleapis.com",
+                                api_endpoint=self.target.api_endpoint,
                                 api_transport="rest", credentials=AnonymousCredentials() if emulator else None)
                 frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
             finally:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from google.api_core import exceptions as gexc
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from google.cloud import aiplatform_v1
 
 from tuning.client import ApiTarget, RetryPolicy
@@ -30,13 +29,7 @@ class PredictionApi:
     def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
                  retry_policy: RetryPolicy = RetryPolicy()) -> None:
         self._retry = retry_policy.retry()
-        if target.emulator_endpoint:
-            options = ClientOptions(api_endpoint=target.emulator_endpoint)
-            credentials = credentials or AnonymousCredentials()
-        else:
-            options = ClientOptions(api_endpoint=f"{target.location}-aiplatform.googleapis.com")
-        self._client = aiplatform_v1.PredictionServiceClient(client_options=options, transport="rest",
-                                                             credentials=credentials)
+        self._client = target.rest_client(aiplatform_v1.PredictionServiceClient, credentials)
 
     def generate(self, endpoint: str, prompt: str, *, max_output_tokens: int = 256,
                  temperature: float = 0.0) -> Reply:
