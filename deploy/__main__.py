@@ -48,18 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if endpoint:
         print(f"emulator: {endpoint}  (console: {endpoint}/)", file=sys.stderr)
-    stack = run.open()
-    config_file = str(run.config_file(endpoint))
-    out = {"on_output": print}
     try:
+        stack = run.open()
+        config_file = str(run.config_file(endpoint))
         if args.command == "preview":
-            stack.preview(config_file=config_file, diff=True, **out)
+            stack.preview(config_file=config_file, diff=True, on_output=print)
         elif args.command == "up":
-            stack.up(config_file=config_file, **out)
+            stack.up(config_file=config_file, on_output=print)
         elif args.command == "refresh":
-            stack.refresh(config_file=config_file, **out)
+            stack.refresh(config_file=config_file, on_output=print)
         elif args.command == "destroy":
-            stack.destroy(config_file=config_file, **out)
+            stack.destroy(config_file=config_file, on_output=print)
         elif args.command == "try":
             return _try_prompt(run, stack, endpoint, args.prompt)
         else:

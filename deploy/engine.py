@@ -45,8 +45,6 @@ class EngineDirs:
 def engine_env(bin_dir: Path, dirs: EngineDirs, stack: str, *, base: Optional[dict[str, str]] = None) -> dict[str, str]:
     """Environment variables for the CLI and the provider processes it starts."""
     base = dict(os.environ if base is None else base)
-    dirs.state_dir.mkdir(parents=True, exist_ok=True)
-    dirs.home_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **base,
         "PULUMI_BACKEND_URL": f"file://{dirs.state_dir}",
@@ -63,4 +61,6 @@ def engine_env(bin_dir: Path, dirs: EngineDirs, stack: str, *, base: Optional[di
             raise ConfigError("PULUMI_CONFIG_PASSPHRASE", f"stack {stack!r} encrypts its secrets with a passphrase: "
                                                           "set PULUMI_CONFIG_PASSPHRASE (or _FILE) in the environment")
         env["PULUMI_CONFIG_PASSPHRASE"] = LOCAL_ONLY_PASSPHRASE
+    dirs.state_dir.mkdir(parents=True, exist_ok=True)
+    dirs.home_dir.mkdir(parents=True, exist_ok=True)
     return env

@@ -64,3 +64,17 @@ def test_a_bad_config_value_fails_naming_the_key(tmp_path):
         deploy(project, "emulator-stop")
     assert result.returncode == 1
     assert "translation-tuning:onDelete: Input should be 'cancel' or 'abandon'" in result.stdout + result.stderr
+
+
+def test_a_real_stack_without_a_passphrase_says_which_variable_to_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py", "Pulumi.dev.yaml"):
+        shutil.copy(REPO / name, project / name)
+    result = deploy(project, "preview", "--stack", "dev")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("error: PULUMI_CONFIG_PASSPHRASE: stack 'dev' encrypts its secrets with "
+                                          "a passphrase: set PULUMI_CONFIG_PASSPHRASE (or _FILE) in the environment")
+    assert not (project / ".pulumi-state").exists()  # stopped before the engine touched anything
