@@ -36,42 +36,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     run = StackRun.for_project(args.project_dir.resolve(), args.stack)
     emulator = EmulatorProcess(run.run_dir / "emulator")
     if args.command == "emulator-stop":
         print("emulator stopped" if emulator.stop() else "no emulator was running")
         return 0
+    try:
+        return _run_command(args, run, emulator)
+    except (TuningError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except CommandError as error:
+        # The engine's output was already streamed; its stderr, when there is one, holds the reason.
+        _, _, stderr = str(error).partition("\n stderr: ")
+        print(f"error: pulumi {args.command} failed" + (f":\n{stderr.strip()}" if stderr.strip() else
+                                                         " (the engine's output above says why)"), file=sys.stderr)
+        return 1
+
+
+def _run_command(args: argparse.Namespace, run: StackRun, emulator: EmulatorProcess) -> int:
     endpoint = emulator.ensure_running() if run.needs_embedded_emulator() else None
     if args.command == "emulator-start":
         print(f"emulator: {endpoint or 'not used by stack ' + args.stack}")
         return 0
     if endpoint:
         print(f"emulator: {endpoint}  (console: {endpoint}/)", file=sys.stderr)
-    try:
-        stack = run.open()
-        config_file = str(run.config_file(endpoint))
-        if args.command == "preview":
-            stack.preview(config_file=config_file, diff=True, on_output=print)
-        elif args.command == "up":
-            stack.up(config_file=config_file, on_output=print)
-        elif args.command == "refresh":
-            stack.refresh(config_file=config_file, on_output=print)
-        elif args.command == "destroy":
-            stack.destroy(config_file=config_file, on_output=print)
-        elif args.command == "try":
-            return _try_prompt(run, stack, endpoint, args.prompt)
-        else:
-            outputs = {key: value.value for key, value in stack.outputs().items()}
-            print(json.dumps(outputs, indent=2, sort_keys=True))
-    except TuningError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except CommandError as error:
-        # The engine's stdout was already streamed; its stderr holds the reason.
-        _, _, stderr = str(error).partition("\n stderr: ")
-        print(f"error: pulumi {args.command} failed:\n{stderr.strip() or error}", file=sys.stderr)
-        return 1
+    stack = run.open()
+    config_file = str(run.config_file(endpoint))
+    if args.command == "preview":
+        stack.preview(config_file=config_file, diff=True, on_output=print)
+    elif args.command == "up":
+        stack.up(config_file=config_file, on_output=print)
+    elif args.command == "refresh":
+        stack.refresh(config_file=config_file, on_output=print)
+    elif args.command == "destroy":
+        stack.destroy(config_file=config_file, on_output=print)
+    elif args.command == "try":
+        return _try_prompt(run, stack, endpoint, args.prompt)
+    else:
+        outputs = {key: value.value for key, value in stack.outputs().items()}
+        print(json.dumps(outputs, indent=2, sort_keys=True))
     if endpoint and args.command in ("up", "refresh"):
         print(f"\nemulator console: {endpoint}/", file=sys.stderr)
     return 0

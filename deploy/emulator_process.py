@@ -36,29 +36,47 @@ class EmulatorProcess:
     def log_file(self) -> Path:
         return self.run_dir / "emulator.log"
 
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    def _live_pid(self) -> Optional[int]:
+        """The pid in the pid file, if that process is still our emulator (pids get reused)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        is_ours = b"emulator" in command and str(self.data_dir).encode() in command
+        return pid if is_ours else None
+
     def running_endpoint(self) -> Optional[str]:
-        """The URL of a healthy emulator started from this folder, if any."""
-        if not self.endpoint_file.exists():
+        """The URL of the healthy emulator started from this folder, if any."""
+        if self._live_pid() is None or not self.endpoint_file.exists():
             return None
         url = self.endpoint_file.read_text().strip()
-        try:
-            if requests.get(f"{url}/_emulator/health", timeout=2).ok:
-                return url
-        except requests.RequestException:
-            pass
-        return None
+        return url if self._healthy(url) else None
 
     def ensure_running(self, extra_env: Optional[dict[str, str]] = None) -> str:
-        """The endpoint of a running emulator, starting one on a free loopback port if needed."""
-        url = self.running_endpoint()
-        if url:
-            return url
+        """The endpoint of a running emulator, starting one on a free loopback port if needed.
+
+        Never starts a second emulator on the same data dir: if ours is alive but slow to answer, wait.
+        """
+        if self._live_pid() is not None and self.endpoint_file.exists():
+            url = self.endpoint_file.read_text().strip()
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while time.monotonic() < deadline:
+                if self._healthy(url):
+                    return url
+                time.sleep(0.5)
+            raise RuntimeError(f"the emulator (pid {self._live_pid()}) at {url} does not answer; see "
+                               f"{self.log_file}, or stop it with `make emulator-stop`")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.endpoint_file.unlink(missing_ok=True)
         with open(self.log_file, "wb") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0",
-                 "--data-dir", str(self.run_dir / "data")],
+                 "--data-dir", str(self.data_dir)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **(extra_env or {})})
         self.pid_file.write_text(str(child.pid))
@@ -76,22 +94,21 @@ class EmulatorProcess:
         raise RuntimeError(f"the emulator did not start within {STARTUP_TIMEOUT}s; see {self.log_file}")
 
     def stop(self) -> bool:
-        """Stop the background emulator; False when none was running."""
-        if not self.pid_file.exists():
+        """Stop the background emulator; False when none of ours was running."""
+        pid = self._live_pid()
+        self.pid_file.unlink(missing_ok=True)
+        self.endpoint_file.unlink(missing_ok=True)
+        if pid is None:
             return False
-        pid = int(self.pid_file.read_text())
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             return False
-        finally:
-            self.pid_file.unlink(missing_ok=True)
-            self.endpoint_file.unlink(missing_ok=True)
         return True
 
     @staticmethod
     def _healthy(url: str) -> bool:
         try:
-            return requests.get(f"{url}/_emulator/health", timeout=2).ok
+            return requests.get(f"{url}/_emulator/health", timeout=5).ok
         except requests.RequestException:
             return False

@@ -56,11 +56,14 @@ def engine_env(bin_dir: Path, dirs: EngineDirs, stack: str, *, base: Optional[di
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_DIR), base.get("PYTHONPATH")])),
         "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), base.get("PATH", "")]),
     }
-    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        if stack not in LOCAL_STACKS:
-            raise ConfigError("PULUMI_CONFIG_PASSPHRASE", f"stack {stack!r} encrypts its secrets with a passphrase: "
-                                                          "set PULUMI_CONFIG_PASSPHRASE (or _FILE) in the environment")
+    if stack in LOCAL_STACKS:
+        # Always the local passphrase: the stack file's encryptionsalt was made with it, and a passphrase
+        # exported for a real stack must not break the local one.
+        env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
         env["PULUMI_CONFIG_PASSPHRASE"] = LOCAL_ONLY_PASSPHRASE
+    elif not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        raise ConfigError("PULUMI_CONFIG_PASSPHRASE", f"stack {stack!r} encrypts its secrets with a passphrase: "
+                                                      "set PULUMI_CONFIG_PASSPHRASE (or _FILE) in the environment")
     dirs.state_dir.mkdir(parents=True, exist_ok=True)
     dirs.home_dir.mkdir(parents=True, exist_ok=True)
     return env

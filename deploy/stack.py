@@ -37,7 +37,7 @@ class StackRun:
     def stack_config(self) -> dict[str, Any]:
         path = self.project_dir / f"Pulumi.{self.stack}.yaml"
         if not path.exists():
-            raise FileNotFoundError(f"no stack file {path}")
+            raise FileNotFoundError(f"stack {self.stack!r} has no stack file {path.name} in {self.project_dir}")
         return (yaml.safe_load(path.read_text()) or {}).get("config", {})
 
     def needs_embedded_emulator(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any, Optional, TypedDict
 
@@ -15,6 +16,7 @@ from tuning.storage import StorageApi, dataset_object_name
 
 # Inputs whose change means a different object: replace. `path` is not one: moving the file is not new data.
 _REPLACE_ON = ("bucket", "prefix", "kind", "sha256")
+_OUTPUTS = ("uri", "objectName", "sha256", "exampleCount", "bytes")
 
 
 class TuningDatasetArgs(TypedDict):
@@ -50,10 +52,14 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in _REPLACE_ON if olds.get(key) != news.get(key)]
         changes = bool(replaces) or olds.get("path") != news.get("path")
-        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
+        # A moved file with the same content is an in-place update: the outputs stay as they are,
+        # so preview does not show the job that uses `uri` as replaced.
+        stables = [] if replaces else list(_OUTPUTS)
+        return DiffResult(changes=changes, replaces=replaces, stables=stables, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        name = dataset_object_name(props["prefix"], props["kind"], props["sha256"], props["path"])
+        name = dataset_object_name(props["prefix"], props["kind"], props["sha256"], secrets.token_hex(4),
+                                   props["path"])
         StorageApi(self.target).upload_file(props["bucket"], name, Path(props["path"]))
         uri = f"gs://{props['bucket']}/{name}"
         return CreateResult(uri, {**props, "objectName": name, "uri": uri})

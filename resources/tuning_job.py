@@ -97,16 +97,25 @@ def job_request(props: dict[str, Any]) -> TuningJobMessage:
     )
 
 
-def job_outputs(api: TuningApi, job: TuningJobMessage) -> dict[str, Any]:
-    """Output properties of a job as the stack exports them (SDK names in camelCase)."""
+def job_outputs(api: TuningApi, job: TuningJobMessage, previous_metrics: Optional[dict] = None) -> dict[str, Any]:
+    """Output properties of a job as the stack exports them (SDK names in camelCase).
+
+    Metrics are best effort: they live in another API (the job's experiment), and failing to read
+    them must not fail a create whose job exists, nor every refresh. The last known values stay.
+    """
     tuned = job.tuned_model
+    try:
+        metrics = api.latest_metrics(job)
+    except Exception as error:  # noqa: BLE001 - any failure of the metrics path is reported, not fatal
+        pulumi.log.warn(f"could not read the metrics of tuning job {job.name}: {error}")
+        metrics = previous_metrics or {}
     return {
         "tuningJobName": job.name,
         "state": job.state.value if job.state else None,
         "tunedModelName": tuned.model if tuned and tuned.model else "",
         "tunedModelEndpointName": tuned.endpoint if tuned and tuned.endpoint else "",
         "experiment": job.experiment or "",
-        "metrics": api.latest_metrics(job),
+        "metrics": metrics,
         "error": job.error.message if job.error and job.error.message else "",
         "createTime": job.create_time,
     }
@@ -148,7 +157,9 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         replaces = [key for key in (*API_INPUTS, *IDENTITY_INPUTS) if _normalised(olds.get(key)) !=
                     _normalised(news.get(key))]
         updates = [key for key in PROVIDER_INPUTS if olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False,
+        # Delete (cancel) the old job first: created first, the replacement could adopt the very job
+        # that is about to be cancelled, as its idempotency label may be the same (`up --replace`).
+        return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True,
                           stables=list(OUTPUTS) if not replaces else [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -183,7 +194,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         job = api.get_tuning_job(id_)
         if job is None:
             return ReadResult("", {})
-        return ReadResult(id_, {**props, **job_outputs(api, job)})
+        return ReadResult(id_, {**props, **job_outputs(api, job, props.get("metrics"))})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**olds, **{key: news.get(key) for key in PROVIDER_INPUTS}})
@@ -198,8 +209,16 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
             return
         api.cancel_tuning_job(id_)
         # Wait for the cancel to land so nothing is left running when destroy reports success.
-        poll_until(lambda: api.get_tuning_job(id_) or job, lambda j: j.has_ended, timeout=CANCEL_WAIT_SECONDS,
-                   backoff=Backoff(initial=0.5, maximum=5.0))
+        # CANCELLING is accepted after the wait: the service has taken the cancel and only it can finish it.
+        try:
+            poll_until(lambda: api.get_tuning_job(id_) or job, lambda j: j.has_ended, timeout=CANCEL_WAIT_SECONDS,
+                       backoff=Backoff(initial=0.5, maximum=5.0))
+        except DeadlineExceeded as exceeded:
+            if exceeded.last.state != JobState.JOB_STATE_CANCELLING:
+                raise ApiError(0, f"tuning job {id_} is still {exceeded.last.state.value} "
+                                  f"{CANCEL_WAIT_SECONDS}s after it was cancelled") from None
+            pulumi.log.warn(f"tuning job {id_} is still CANCELLING after {CANCEL_WAIT_SECONDS}s; the service "
+                            "finishes the cancel")
 
 
 def _input_name(field: str) -> str:

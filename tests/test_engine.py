@@ -44,6 +44,13 @@ def test_only_the_local_stack_gets_a_default_passphrase(tmp_path):
     assert engine_env(tmp_path, dirs, "prod", base={"PULUMI_CONFIG_PASSPHRASE": "x"})["PULUMI_CONFIG_PASSPHRASE"] == "x"
 
 
+def test_a_passphrase_exported_for_a_real_stack_does_not_break_the_local_one(tmp_path):
+    dirs = EngineDirs(tmp_path / "state", tmp_path / "home")
+    env = engine_env(tmp_path, dirs, "local", base={"PULUMI_CONFIG_PASSPHRASE": "prod-secret",
+                                                    "PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/p"})
+    assert env["PULUMI_CONFIG_PASSPHRASE"] == LOCAL_ONLY_PASSPHRASE and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env
+
+
 def run_build(tmp_path: Path, path: str) -> subprocess.CompletedProcess:
     return subprocess.run(["/bin/bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
                           env={"PATH": path, "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")})

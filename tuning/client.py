@@ -22,9 +22,14 @@ from google.protobuf import json_format
 
 from tuning.errors import ApiError
 from tuning.models import EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
-from tuning.polling import Backoff
+from tuning.polling import Backoff, DeadlineExceeded, poll_until
 
 log = logging.getLogger(__name__)
+
+# Upper bound of one HTTP attempt; the retry deadline bounds all attempts together.
+REQUEST_TIMEOUT = 60.0
+# After a create whose answer was lost or late, how long to look for the job before creating again.
+CREATE_GRACE_SECONDS = 15.0
 
 RETRYABLE = (gexc.TooManyRequests, gexc.InternalServerError, gexc.BadGateway, gexc.ServiceUnavailable,
              gexc.GatewayTimeout, requests.exceptions.ConnectionError, requests.exceptions.Timeout)
@@ -100,7 +105,8 @@ class TuningApi:
                                       ignore_unknown_fields=True)
         try:
             created = self._client.create_tuning_job(parent=self.target.parent,
-                                                     tuning_job=aiplatform_v1.TuningJob.wrap(proto))
+                                                     tuning_job=aiplatform_v1.TuningJob.wrap(proto),
+                                                     timeout=REQUEST_TIMEOUT)
         except gexc.GoogleAPICallError as error:
             if is_retryable(error):
                 raise
@@ -110,7 +116,7 @@ class TuningApi:
     def get_tuning_job(self, name: str) -> Optional[TuningJob]:
         """tuningJobs.get; None when the job does not exist (404)."""
         try:
-            return _to_model(self._client.get_tuning_job(name=name, retry=self._retry))
+            return _to_model(self._client.get_tuning_job(name=name, retry=self._retry, timeout=REQUEST_TIMEOUT))
         except gexc.NotFound:
             return None
         except gexc.GoogleAPICallError as error:
@@ -120,7 +126,7 @@ class TuningApi:
         """tuningJobs.list, following pages."""
         request = aiplatform_v1.ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
         try:
-            for job in self._client.list_tuning_jobs(request=request, retry=self._retry):
+            for job in self._client.list_tuning_jobs(request=request, retry=self._retry, timeout=REQUEST_TIMEOUT):
                 yield _to_model(job)
         except gexc.GoogleAPICallError as error:
             raise _api_error(error) from error
@@ -128,14 +134,16 @@ class TuningApi:
     def find_by_label(self, key: str, value: str, states: Optional[Collection[JobState]] = None) -> Optional[TuningJob]:
         """The newest job carrying label key=value (and in one of `states`, when given), if any."""
         for job in self.list_tuning_jobs(filter=f'labels.{key}="{value}"'):
-            if states is None or job.state in states:
+            # Checked here too: the label filter of tuningJobs.list is not documented, and adopting (and
+            # later cancelling) a job that is not ours would be far worse than a second list call.
+            if (job.labels or {}).get(key) == value and (states is None or job.state in states):
                 return job
         return None
 
     def cancel_tuning_job(self, name: str) -> bool:
         """tuningJobs.cancel; False when the job is gone (404) or already ended (FAILED_PRECONDITION)."""
         try:
-            self._client.cancel_tuning_job(name=name, retry=self._retry)
+            self._client.cancel_tuning_job(name=name, retry=self._retry, timeout=REQUEST_TIMEOUT)
             return True
         except (gexc.NotFound, gexc.FailedPrecondition):
             return False
@@ -161,13 +169,29 @@ class TuningApi:
                 existing = self.find_by_label(label_key, label_value, adoptable)
                 if existing is not None:
                     return existing, False
-                return self.create_tuning_job(job), True
+                try:
+                    return self.create_tuning_job(job), True
+                except RETRYABLE as error:
+                    # The create may have been served although its answer was lost or is late: look
+                    # for the job a while before creating again.
+                    last_error = error
+                    late = self._await_label(label_key, label_value, adoptable, CREATE_GRACE_SECONDS)
+                    if late is not None:
+                        return late, False
             except RETRYABLE as error:
                 last_error = error
             if time.monotonic() + delay > deadline:
                 break
             time.sleep(delay)
         raise ApiError(503, f"creating the tuning job kept failing for {retry_policy.deadline:.0f}s: {last_error}")
+
+    def _await_label(self, key: str, value: str, states: Optional[Collection[JobState]],
+                     seconds: float) -> Optional[TuningJob]:
+        try:
+            return poll_until(lambda: self.find_by_label(key, value, states), lambda job: job is not None,
+                              timeout=seconds, backoff=Backoff(initial=1.0, maximum=5.0))
+        except DeadlineExceeded:
+            return None
 
     # -- metrics -----------------------------------------------------------------------------------
 
@@ -181,16 +205,21 @@ class TuningApi:
         if not job.name or not job.state:
             return {}
         if self.target.emulator_endpoint:
-            url = f"{self.target.emulator_endpoint.rstrip('/')}/_emulator/v1/{job.name}/metrics"
-            response = requests.get(url, timeout=30)
-            if response.status_code == 404:
-                return {}
-            response.raise_for_status()
-            latest = response.json().get("latest", {})
+            latest = self._retry(self._emulator_metrics)(job.name)
         else:
             latest = self._experiment_metrics(job)
         return {name.lstrip("/"): _metric_value(name, latest[name]) for name in TRAIN_METRICS + EVAL_METRICS
                 if name in latest}
+
+    def _emulator_metrics(self, job_name: str) -> dict[str, float]:
+        """The emulator's documented metrics route (it has no official client); errors as Google's classes."""
+        url = f"{self.target.emulator_endpoint.rstrip('/')}/_emulator/v1/{job_name}/metrics"
+        response = requests.get(url, timeout=REQUEST_TIMEOUT)
+        if response.status_code == 404:
+            return {}
+        if response.status_code >= 400:
+            raise gexc.from_http_response(response)
+        return response.json().get("latest", {})
 
     def _experiment_metrics(self, job: TuningJob) -> dict[str, float]:
         if not job.experiment:

@@ -16,9 +16,14 @@ from tuning.errors import ApiError
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def dataset_object_name(prefix: str, kind: str, sha256: str, filename: str) -> str:
-    """`{prefix}/{kind}/{sha256}/{filename}`: new content means a new object, same content the same one."""
-    return f"{prefix.strip('/')}/{kind}/{sha256}/{Path(filename).name}".lstrip("/")
+def dataset_object_name(prefix: str, kind: str, sha256: str, instance: str, filename: str) -> str:
+    """`{prefix}/{kind}/{sha256}/{instance}/{filename}`.
+
+    The name carries the content hash, so new data means a new object (and a new job). `instance` is
+    unique per resource instance, so two instances never share an object: when a replacement uploads
+    the same content again, deleting the replaced instance cannot delete the object still in use.
+    """
+    return f"{prefix.strip('/')}/{kind}/{sha256}/{instance}/{Path(filename).name}".lstrip("/")
 
 
 class StorageApi:

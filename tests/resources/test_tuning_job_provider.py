@@ -209,3 +209,38 @@ def test_create_stops_waiting_at_the_timeout_and_records_the_running_job(slow_em
     assert created.outs["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")
     assert created.outs["tunedModelEndpointName"] == ""
     provider.delete(created.id, created.outs)
+
+
+def test_replacement_cancels_the_old_job_before_creating_the_new_one():
+    olds = inputs("gs://bucket/t.jsonl")
+    assert TuningJobProvider().diff("id", olds, {**olds, "epochCount": 3}).delete_before_replace is True
+
+
+def test_read_keeps_the_last_metrics_when_the_metrics_api_fails(emulator, sample_uris, monkeypatch):
+    from tuning.client import TuningApi
+
+    provider = configured(emulator.url)
+    created = provider.create(inputs(*sample_uris))
+
+    def unavailable(self, job):
+        raise RuntimeError("403 PERMISSION_DENIED on metadataStores")
+
+    monkeypatch.setattr(TuningApi, "latest_metrics", unavailable)  # a metrics API this account may not reach
+    read = provider.read(created.id, created.outs)
+    assert read.outs["metrics"] == created.outs["metrics"] and read.outs["state"] == "JOB_STATE_SUCCEEDED"
+
+
+def test_a_job_without_our_label_is_never_adopted_even_if_the_list_filter_is_ignored(emulator, sample_uris,
+                                                                                      monkeypatch):
+    from tuning.client import TuningApi
+
+    provider = configured(emulator.url)
+    foreign = provider.create(inputs(*sample_uris, idempotencyKey="someone-else", waitForCompletion=False))
+    unfiltered = TuningApi.list_tuning_jobs
+
+    def ignoring_filter(self, filter="", page_size=100):  # a server that ignores the label filter
+        return unfiltered(self, "", page_size)
+
+    monkeypatch.setattr(TuningApi, "list_tuning_jobs", ignoring_filter)
+    ours = provider.create(inputs(*sample_uris, waitForCompletion=False))
+    assert ours.id != foreign.id
