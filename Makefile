@@ -44,5 +44,8 @@ emulator-stop: $(VENV_STAMP)
 	$(PY) -m deploy emulator-stop
 
 # Forget the local stack and the emulator's state (destroy first if you want the jobs cancelled).
-clean-local: emulator-stop
-	rm -rf .pulumi-state .pulumi-home .run
+# Other stacks' state in .pulumi-state is left alone.
+clean-local: $(VENV_STAMP) engine
+	$(PY) -m deploy forget --stack local
+	$(PY) -m deploy emulator-stop
+	rm -rf .run

@@ -1,7 +1,7 @@
 """`python -m deploy COMMAND [--stack NAME]`: run the stack with the pinned engine, offline.
 
 Commands: preview, up, refresh, destroy, outputs, try PROMPT (prompt the stack's tuned endpoint),
-emulator-start, emulator-stop.
+forget (drop the local stack's state; local only), emulator-start, emulator-stop.
 For a stack whose emulatorEndpoint is `embedded` (the `local` stack), the emulator is started in the
 background first (or reused) and its URL is filled in for the run.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 from pulumi.automation import CommandError
 
 from deploy.emulator_process import EmulatorProcess
-from deploy.engine import PROJECT_DIR
+from deploy.engine import LOCAL_STACKS, PROJECT_DIR
 from deploy.stack import ENDPOINT_KEY, StackRun
 from tuning.client import ApiTarget
 from tuning.errors import TuningError
 from tuning.prediction import PredictionApi
 
-COMMANDS = ("preview", "up", "refresh", "destroy", "outputs", "try", "emulator-start", "emulator-stop")
+COMMANDS = ("preview", "up", "refresh", "destroy", "outputs", "try", "forget", "emulator-start", "emulator-stop")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "emulator-stop":
         print("emulator stopped" if emulator.stop() else "no emulator was running")
         return 0
+    if args.command == "forget" and args.stack not in LOCAL_STACKS:
+        print(f"error: forget drops state without destroying anything; it is only for {', '.join(LOCAL_STACKS)}",
+              file=sys.stderr)
+        return 2
     try:
         return _run_command(args, run, emulator)
     except (TuningError, FileNotFoundError, RuntimeError) as error:
@@ -74,6 +78,9 @@ def _run_command(args: argparse.Namespace, run: StackRun, emulator: EmulatorProc
         stack.destroy(config_file=config_file, on_output=print)
     elif args.command == "try":
         return _try_prompt(run, stack, endpoint, args.prompt)
+    elif args.command == "forget":
+        stack.workspace.remove_stack(args.stack, force=True)
+        print(f"stack {args.stack} forgotten")
     else:
         outputs = {key: value.value for key, value in stack.outputs().items()}
         print(json.dumps(outputs, indent=2, sort_keys=True))

@@ -4,13 +4,15 @@ This is the one place where the local and real stacks differ in code: the pulumi
 plugin cannot be obtained offline, so the local stack serves the same role through a dynamic
 resource that talks to the emulator with google-cloud-storage.
 
-On GCP the Vertex AI Secure Fine-Tuning Service Agent,
-`service-PROJECT_NUMBER@gcp-sa-aiplatform-ft.iam.gserviceaccount.com`, reads the datasets, so it
-gets `roles/storage.objectViewer` on the bucket.
+On GCP the tuning job runs as the Vertex AI Secure Fine-Tuning Service Agent (unless the job names
+another service account), which reads the datasets, so it gets `roles/storage.objectViewer` on the
+bucket. Google creates that agent with the project's first tuning job; in a project that has never
+tuned, create it first (see the README) or the grant fails with "principal does not exist".
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
@@ -19,6 +21,9 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 from resources.settings import StackSettings
 from resources.target import TargetedProvider
 from tuning.storage import StorageApi
+
+
+TUNING_SERVICE_AGENT = "service-{project_number}@gcp-sa-vertex-tune.iam.gserviceaccount.com"
 
 
 class EmulatorBucketProvider(TargetedProvider, ResourceProvider):
@@ -53,21 +58,29 @@ class EmulatorBucket(Resource, module="storage", name="EmulatorBucket"):
         super().__init__(EmulatorBucketProvider(), name, props, opts)
 
 
+@dataclass(frozen=True)
+class TuningBucket:
+    """The bucket's name, and the resources the tuning job must wait for (the service agent's read access)."""
+
+    name: pulumi.Output[str]
+    access: list[pulumi.Resource]
+
+
 def tuning_bucket(resource_name: str, bucket_name: str, settings: StackSettings,
-                  opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
-    """Declare the dataset bucket for this stack; returns its name as an output."""
+                  opts: pulumi.ResourceOptions) -> TuningBucket:
+    """Declare the dataset bucket for this stack, and on GCP the tuning service agent's read access."""
     labels = {**settings.labels, "managed-by": "pulumi"}
     if settings.uses_emulator:
         bucket = EmulatorBucket(resource_name, {"name": bucket_name, "location": settings.region.upper(),
                                                 "labels": labels}, opts)
-        return bucket.id
+        return TuningBucket(name=bucket.id, access=[])
     import pulumi_gcp as gcp
 
     bucket = gcp.storage.Bucket(resource_name, name=bucket_name, location=settings.region.upper(),
                                 uniform_bucket_level_access=True, labels=labels, force_destroy=False, opts=opts)
     project = gcp.organizations.get_project(project_id=settings.project)
-    gcp.storage.BucketIAMMember(
+    access = gcp.storage.BucketIAMMember(
         f"{resource_name}-tuning-agent-read", bucket=bucket.name, role="roles/storage.objectViewer",
-        member=f"serviceAccount:service-{project.number}@gcp-sa-aiplatform-ft.iam.gserviceaccount.com",
+        member=f"serviceAccount:{TUNING_SERVICE_AGENT.format(project_number=project.number)}",
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[bucket])))
-    return bucket.name
+    return TuningBucket(name=bucket.name, access=[access])

@@ -30,7 +30,8 @@ class TranslationTuning(pulumi.ComponentResource):
         for kind, path in datasets.items():
             validate_file(path, kind=kind).raise_for_problems()
 
-        self.bucket_name = tuning_bucket(f"{name}-bucket", settings.resolved_bucket_name(stack), settings, child)
+        bucket = tuning_bucket(f"{name}-bucket", settings.resolved_bucket_name(stack), settings, child)
+        self.bucket_name = bucket.name
         self.training_dataset = TuningDataset(f"{name}-training-data", {
             "path": str(datasets["training"]), "kind": "training",
             "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
@@ -40,7 +41,8 @@ class TranslationTuning(pulumi.ComponentResource):
                 "path": str(datasets["validation"]), "kind": "validation",
                 "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
 
-        job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job)
+        # The job reads the datasets as the tuning service agent: wait until it may.
+        job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job, depends_on=bucket.access)
         self.job = TuningJob(f"{name}-job", {
             "baseModel": settings.base_model,
             "trainingDatasetUri": self.training_dataset.uri,

@@ -82,7 +82,7 @@ def test_gcp_stacks_grant_the_tuning_agent_read_access(stack, monkeypatch):
     assert bucket["uniformBucketLevelAccess"] is True and bucket["location"] == "US-CENTRAL1"
     assert bucket["forceDestroy"] is False  # destroy never deletes objects the stack did not upload
     assert member["role"] == "roles/storage.objectViewer"
-    assert member["member"] == "serviceAccount:service-123456789@gcp-sa-aiplatform-ft.iam.gserviceaccount.com"
+    assert member["member"] == "serviceAccount:service-123456789@gcp-sa-vertex-tune.iam.gserviceaccount.com"
 
 
 def test_prod_job_is_protected_and_does_not_wait(monkeypatch):

@@ -44,6 +44,9 @@ def test_local_stack_up_outputs_destroy_with_the_embedded_emulator(tmp_path):
         assert destroyed.returncode == 0, destroyed.stderr[-3000:]
         assert requests.get(f"{endpoint}/storage/v1/b?project=local-project", timeout=10).json().get("items",
                                                                                                    []) == []
+        forgotten = deploy(project, "forget")
+        assert forgotten.returncode == 0, forgotten.stderr[-3000:]
+        assert not list((project / ".pulumi-state").rglob("local.json"))
     finally:
         stopped = deploy(project, "emulator-stop")
     assert stopped.stdout.strip() == "emulator stopped"
@@ -78,3 +81,8 @@ def test_a_real_stack_without_a_passphrase_says_which_variable_to_set(tmp_path, 
     assert result.stderr.strip().endswith("error: PULUMI_CONFIG_PASSPHRASE: stack 'dev' encrypts its secrets with "
                                           "a passphrase: set PULUMI_CONFIG_PASSPHRASE (or _FILE) in the environment")
     assert not (project / ".pulumi-state").exists()  # stopped before the engine touched anything
+
+
+def test_forget_refuses_real_stacks(tmp_path):
+    result = deploy(tmp_path, "forget", "--stack", "prod")
+    assert result.returncode == 2 and "only for local" in result.stderr
