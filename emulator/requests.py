@@ -26,7 +26,7 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
     if not isinstance(body, dict):
         raise InvalidArgument("Invalid JSON payload received. Expected an object.")

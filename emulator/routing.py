@@ -6,6 +6,7 @@ Path templates use `{name}` for one segment (no `/` and no `:`, so `{job}:cancel
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
@@ -13,9 +14,10 @@ from typing import Awaitable, Callable, Iterable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator.errors import GoogleApiError, Unimplemented
+from emulator.errors import GoogleApiError, Internal, Unimplemented
 
 Handler = Callable[..., Awaitable[Response]]
+log = logging.getLogger(__name__)
 
 _PARAM = re.compile(r"\{(\w+)(=\*\*)?\}")
 
@@ -66,3 +68,7 @@ class Router:
             return await route.handler(request, **params)
         except GoogleApiError as error:
             return error.to_response()
+        except Exception:  # a bug or an input we did not foresee: answer like Google, never a bare 500
+            log.exception("%s %s failed", request.method, request.url.path)
+            return Internal(f"Internal error serving {request.method} {request.url.path}; see the emulator's "
+                            "log.").to_response()

@@ -42,9 +42,11 @@ def prompt_from_request(body: dict[str, Any]) -> str:
         raise InvalidArgument("contents is required and must be a non-empty list.")
     texts = []
     for index, content in enumerate(contents):
-        parts = (content or {}).get("parts") or []
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list):
+            raise InvalidArgument(f"contents[{index}] must be an object with a list of parts.")
         for part_index, part in enumerate(parts):
-            if "text" not in part:
+            if not isinstance(part, dict) or not isinstance(part.get("text"), str):
                 raise InvalidArgument(f"contents[{index}].parts[{part_index}]: only text parts are supported "
                                       "by translation models.")
             texts.append(part["text"])
@@ -53,14 +55,30 @@ def prompt_from_request(body: dict[str, Any]) -> str:
     return "\n".join(texts)
 
 
-def generate_content(model: TrainedModel, body: dict[str, Any], model_version: str) -> dict[str, Any]:
-    """A GenerateContentResponse for `body`, decoded by `model`."""
+def generation_config(body: dict[str, Any]) -> tuple[int, float, int]:
+    """(maxOutputTokens, temperature, seed) of a request, checked like the service checks them."""
     config = body.get("generationConfig") or body.get("generation_config") or {}
-    max_tokens = int(config.get("maxOutputTokens") or config.get("max_output_tokens") or 256)
+    if not isinstance(config, dict):
+        raise InvalidArgument("generationConfig must be an object.")
+    try:
+        max_tokens = int(config.get("maxOutputTokens") or config.get("max_output_tokens") or 256)
+        temperature = float(config.get("temperature") or 0.0)
+        seed = int(config.get("seed") or 0)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"generationConfig: maxOutputTokens, temperature and seed must be numbers "
+                              f"({error}).") from error
     if not 1 <= max_tokens <= MAX_SERVING_TOKENS:
         raise InvalidArgument(f"generationConfig.maxOutputTokens must be between 1 and {MAX_SERVING_TOKENS}.")
-    temperature = float(config.get("temperature") or 0.0)
-    seed = int(config.get("seed") or 0)
+    if not 0.0 <= temperature <= 2.0:
+        raise InvalidArgument("generationConfig.temperature must be between 0 and 2.")
+    if not -2**31 <= seed < 2**31:
+        raise InvalidArgument("generationConfig.seed must be a 32-bit integer.")
+    return max_tokens, temperature, seed
+
+
+def generate_content(model: TrainedModel, body: dict[str, Any], model_version: str) -> dict[str, Any]:
+    """A GenerateContentResponse for `body`, decoded by `model`."""
+    max_tokens, temperature, seed = generation_config(body)
     generation = model.generate(prompt_from_request(body), max_output_tokens=max_tokens, temperature=temperature,
                                 seed=seed)
     return {

@@ -245,6 +245,9 @@ def _decode_page_token(token: str) -> int:
     if not token:
         return 2**62
     try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["before"])
+        before = json.loads(base64.urlsafe_b64decode(token.encode()))["before"]
     except (ValueError, KeyError, TypeError) as error:
         raise InvalidArgument(f"Invalid page token {token!r}.") from error
+    if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**62:
+        raise InvalidArgument(f"Invalid page token {token!r}.")
+    return before

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from google.cloud import aiplatform_v1beta1
+from google.protobuf import json_format
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,6 +24,7 @@ from tuning.models import TuningJob
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
+_PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "experiment",
@@ -54,6 +58,15 @@ class VertexApi:
 
     async def create_tuning_job(self, request: Request, project: str, location: str) -> JSONResponse:
         body = await read_json(request, self.max_json_bytes)
+        if not _PROJECT.match(project):
+            raise InvalidArgument(f"Invalid project {project!r}: expected a project id (6-30 lowercase letters, "
+                                  "digits and hyphens, starting with a letter) or a project number.")
+        # The official proto parser is the judge of the body, as on the service: unknown or misspelled
+        # fields and out-of-range enum values are rejected, not silently dropped. v1beta1 is the superset.
+        try:
+            json_format.ParseDict(body, aiplatform_v1beta1.TuningJob.pb(aiplatform_v1beta1.TuningJob()))
+        except json_format.ParseError as error:
+            raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
         try:
             job = TuningJob.model_validate(body)
         except (ValidationError, ValueError, IndexError) as error:
@@ -92,7 +105,7 @@ class VertexApi:
     async def list_tuning_jobs(self, request: Request, project: str, location: str) -> JSONResponse:
         query = request.query_params
         raw_size = query.get("pageSize") or query.get("page_size") or "0"
-        if not raw_size.isdigit():
+        if not (raw_size.isascii() and raw_size.isdigit()):
             raise InvalidArgument(f"pageSize must be a non-negative integer, got {raw_size!r}.")
         page_size = min(int(raw_size) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         jobs, token = self.backend.list_jobs(project, location, page_size=page_size,

@@ -14,6 +14,29 @@ SUPPORTED_REGIONS = ("us-central1",)
 SUPPORTED_ADAPTER_SIZES = (4,)
 
 
+def _enum_member(enum_class: type, value: object, prefix: str = "") -> "enum.Enum":
+    """A member of `enum_class` from a proto number (int, integral float or digit string) or a name.
+
+    Raises:
+        ValueError: anything else (pydantic turns it into a validation error, the API into a 400).
+    """
+    members = list(enum_class)
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a {enum_class.__name__}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        if not 0 <= value < len(members):
+            raise ValueError(f"{value} is not a {enum_class.__name__} number (0-{len(members) - 1})")
+        return members[value]
+    if isinstance(value, str):
+        name = value.upper()
+        return enum_class(name if name.startswith(prefix) else f"{prefix}{name}")
+    raise ValueError(f"{value!r} is not a {enum_class.__name__}")
+
+
 class JobState(str, enum.Enum):
     """google.cloud.aiplatform.v1.JobState, by name; `number` is the proto enum value."""
 
@@ -39,10 +62,7 @@ class JobState(str, enum.Enum):
         """Accept a name (with or without the prefix), a proto number, or a member."""
         if isinstance(value, JobState):
             return value
-        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-            return list(cls)[int(value)]
-        name = value.upper()
-        return cls(name if name.startswith("JOB_STATE_") else f"JOB_STATE_{name}")
+        return _enum_member(cls, value, prefix="JOB_STATE_")
 
 
 # Terminal states for tuning. EXPIRED counts, unlike the vertexai SDK's `has_ended` (reference §2.1).
@@ -71,9 +91,7 @@ class AdapterSize(str, enum.Enum):
         """Accept a name, a proto number (GAPIC REST sends ints) or a member."""
         if isinstance(value, AdapterSize):
             return value
-        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-            return list(cls)[int(value)]
-        return cls(value.upper())
+        return _enum_member(cls, value)
 
     @classmethod
     def from_size(cls, size: int) -> "AdapterSize":
