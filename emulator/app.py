@@ -16,6 +16,7 @@ from emulator.control import ControlApi
 from emulator.db import Database
 from emulator.faults import FaultInjector
 from emulator.gcs import ObjectStore, gcs_routes
+from emulator.guard import RequestGuard
 from emulator.metadata_api import MetadataApi
 from emulator.routing import Router
 from emulator.runner import JobRunner
@@ -60,7 +61,12 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
                     + gcs_routes(store))
     control = Router(ControlApi(backend, faults, state.reset).routes())
 
+    guard = RequestGuard(settings.host)
+
     async def dispatch(request: Request) -> Response:
+        refused = guard.problem(request)
+        if refused is not None:
+            return refused.to_response()
         path = request.url.path
         if path.startswith("/_emulator/"):
             return await control.dispatch(request)
@@ -74,6 +80,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         return error.to_response()
 
     async def console(request: Request) -> Response:
+        refused = guard.problem(request)
+        if refused is not None:
+            return refused.to_response()
         return FileResponse(CONSOLE_PAGE, media_type="text/html")
 
     @asynccontextmanager
