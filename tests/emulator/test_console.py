@@ -354,3 +354,21 @@ def test_cancel_running_job_from_the_console(slow_emulator: RunningEmulator, tmp
     cancel.wait_for(state="hidden")
     assert "cancelled by the user" in page.locator("#details-error").inner_text()
     assert row(page, name).locator("button[data-action=cancel]").count() == 0
+
+
+def test_a_failed_cancel_stays_on_screen_after_the_next_refresh(slow_emulator: RunningEmulator, page) -> None:
+    training = upload(slow_emulator, "datasets", "train.jsonl", SAMPLE_TRAIN)
+    validation = upload(slow_emulator, "datasets", "validation.jsonl", SAMPLE_VALIDATION)
+    name = create_job(slow_emulator, training, validation, display_name="console-cancel-fails")["name"]
+    wait_until_state(lambda: get_job(slow_emulator, name), "JOB_STATE_RUNNING", timeout=60)
+    requests.post(f"{slow_emulator.url}/_emulator/faults", timeout=10,
+                  json={"pathRegex": ":cancel$", "method": "POST", "status": 503, "times": 1}).raise_for_status()
+
+    page.goto(f"{slow_emulator.url}/#job={name}")
+    page.locator("#cancel-button").click()
+    banner = page.locator("#error-banner")
+    banner.wait_for(state="visible")
+    page.wait_for_timeout(4500)  # two refresh ticks of the page
+    assert banner.is_visible() and f"Could not cancel {name.rsplit('/', 1)[1]}" in banner.inner_text()
+    assert get_job(slow_emulator, name)["state"] == "JOB_STATE_RUNNING"
+    requests.post(f"{slow_emulator.url}/v1/{name}:cancel", json={}, timeout=10).raise_for_status()
