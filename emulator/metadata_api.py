@@ -351,23 +351,34 @@ def parse_metadata_filter(text: str, fields: frozenset[str]) -> Predicate:
 # --- paging ---------------------------------------------------------------------------------------------
 
 
-def _page(items: list[Any], request: Request, sizes: tuple[int, int], key: str) -> dict[str, Any]:
-    """One page of `items` under `key`, with `nextPageToken` when more remain (tokens hold the offset)."""
+def _page(items: list[dict[str, Any]], request: Request, sizes: tuple[int, int], key: str) -> dict[str, Any]:
+    """One page of `items` under `key`, with `nextPageToken` when more remain.
+
+    A token names the last item served, not an offset, so items added meanwhile (a job that starts
+    between two pages) neither repeat nor shift the next page.
+    """
     query = request.query_params
     if query.get("orderBy") or query.get("order_by"):
         raise InvalidArgument("orderBy is not supported by the emulator.")
     raw_size = query.get("pageSize") or query.get("page_size") or "0"
-    if not raw_size.lstrip("-").isdigit() or int(raw_size) < 0:
+    if not (raw_size.isascii() and raw_size.isdigit()):
         raise InvalidArgument(f"pageSize must be a non-negative integer, got {raw_size!r}.")
     size = min(int(raw_size) or sizes[0], sizes[1])
     token = query.get("pageToken") or query.get("page_token") or ""
-    try:
-        offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]) if token else 0
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidArgument(f"Invalid page token {token!r}.") from error
-    body: dict[str, Any] = {key: items[offset:offset + size]}
-    if offset + size < len(items):
-        body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps({"offset": offset + size}).encode()).decode()
+    start = 0
+    if token:
+        try:
+            after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidArgument(f"Invalid page token {token!r}.") from error
+        names = [item.get("name") for item in items]
+        if after not in names:
+            raise InvalidArgument(f"Page token {token!r} has expired: its item no longer exists.")
+        start = names.index(after) + 1
+    page = items[start:start + size]
+    body: dict[str, Any] = {key: page}
+    if start + size < len(items):
+        body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps({"after": page[-1]["name"]}).encode()).decode()
     return body
 
 
