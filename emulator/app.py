@@ -20,6 +20,7 @@ from emulator.guard import RequestGuard
 from emulator.metadata_api import MetadataApi
 from emulator.routing import Router
 from emulator.runner import JobRunner
+from emulator.serving import ModelCache
 from emulator.settings import EmulatorSettings
 from emulator.tuning_backend import TuningBackend
 from emulator.vertex_api import VertexApi
@@ -38,11 +39,14 @@ class EmulatorState:
     backend: TuningBackend
     runner: JobRunner
     faults: FaultInjector
+    models: ModelCache
 
     def reset(self) -> None:
-        """Forget every job, model, bucket and object (the runner keeps serving)."""
+        """Forget every job, model, bucket and object, and their files (the runner keeps serving)."""
         self.faults.clear()
         self.backend.reset()
+        self.runner.reset()  # after the rows are gone: the worker then drops its job instead of training it
+        self.models.clear()
         self.store.reset()
 
 
@@ -55,9 +59,11 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     backend = TuningBackend(db)
     runner = JobRunner(backend, store, settings.training, data_dir / "jobs")
     faults = FaultInjector()
-    state = EmulatorState(settings, db, store, backend, runner, faults)
+    models = ModelCache()
+    state = EmulatorState(settings, db, store, backend, runner, faults, models)
 
-    google = Router(MetadataApi(backend).routes() + VertexApi(backend, store, runner, settings.max_json_bytes).routes()
+    vertex = VertexApi(backend, store, runner, models, settings.max_json_bytes)
+    google = Router(MetadataApi(backend).routes() + vertex.routes()
                     + gcs_routes(store))
     control = Router(ControlApi(backend, faults, state.reset).routes())
 

@@ -4,28 +4,41 @@ One job trains at a time (the machine has few cores); others wait in PENDING. Tr
 child process (`emulator.trainer`) so the API stays responsive and a cancel is a signal. Jobs left
 PENDING or RUNNING by a previous process are restarted from scratch on start-up; training is
 deterministic, so the restarted run produces the same metrics and model.
+
+Memory stays bounded whatever the dataset size (up to the 1 GiB the validator accepts): each dataset object is
+opened once, validated, then parsed from the same stream; the training examples feed the exact
+`tuningDataStats` as they stream by (a few counters), and the trainer child gets only what the model can see —
+a seeded uniform sample of at most `steps * epochs * batch_size` training examples, plus the validation set
+(at most 1,024 examples by the rules).
+
+The job's last transition (`TuningBackend.end_job`) is atomic with respect to a cancel: a job that was asked
+to cancel ends CANCELLED whatever its run reached, and never gets a tuned model.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
+import random
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from emulator.clock import now_rfc3339
 from emulator.errors import GoogleApiError, NotFound
 from emulator.gcs import ObjectStore
 from emulator.settings import TrainingSettings
-from emulator.stats import supervised_tuning_data_stats
-from emulator.trainer import METRIC_PREFIX
+from emulator.stats import DataStatsAccumulator
+from emulator.trainer import METRIC_PREFIX, PARENT_PID_ENV
 from emulator.tuning_backend import TuningBackend, cancelled_fields, experiment_context_name
 from tuning.dataset import example_pairs, iter_examples, validate_stream
 from tuning.models import JobState
@@ -33,6 +46,22 @@ from tuning.models import JobState
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _STOP = object()
+
+# Wall-clock limit of one training run: TIME_LIMIT_BASE_SECONDS (JAX start-up, compilation, saving) plus, per
+# step, TIME_LIMIT_PER_STEP_SECONDS and the configured step delay. A step of the default model takes well under
+# 0.1 s on a CPU, so only a hung trainer reaches it; the job then FAILS with DEADLINE_EXCEEDED instead of
+# holding the runner (and every job queued behind it) forever. Module attributes so tests can lower them.
+TIME_LIMIT_BASE_SECONDS = 600.0
+TIME_LIMIT_PER_STEP_SECONDS = 1.0
+# A trainer that outlives SIGTERM by this long gets SIGKILL.
+_KILL_GRACE_SECONDS = 10.0
+# Metric lines that fail to be stored are logged with a traceback up to this many times per job.
+_LOGGED_METRIC_ERRORS = 5
+
+
+def training_time_limit(settings: TrainingSettings, total_steps: int) -> float:
+    """Seconds a training run of `total_steps` steps may take before the job fails (see TIME_LIMIT_*)."""
+    return TIME_LIMIT_BASE_SECONDS + total_steps * (TIME_LIMIT_PER_STEP_SECONDS + settings.step_delay_seconds)
 
 
 class JobFailed(Exception):
@@ -72,6 +101,23 @@ class JobRunner:
     def submit(self, job_id: str) -> None:
         self._queue.put(job_id)
 
+    def reset(self) -> None:
+        """Forget every job's files: stop the trainer child, then empty the work dir (the worker keeps serving).
+
+        Call it after the job rows are gone (`TuningBackend.reset`): the worker then sees its job vanish and
+        moves on instead of starting another trainer for it.
+        """
+        child = self._child
+        self._kill_child()
+        if child is not None:
+            _wait_for_exit(child, _KILL_GRACE_SECONDS)
+        if self.work_dir.is_dir():
+            for entry in self.work_dir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
     def _recover(self) -> None:
         for job in self.backend.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
             self.backend.update_job(_job_id(job), **cancelled_fields())
@@ -93,12 +139,24 @@ class JobRunner:
             except NotFound:
                 # A reset forgot the job mid-run; the worker must survive it (the runner keeps serving).
                 log.info("tuning job %s was deleted while it ran", job_id)
-                self.backend.clear_metrics(job_id)
+                self._quietly(self.backend.clear_metrics, job_id)
+                # Its trainer has exited (`_train` waits for it), so nothing writes there any more.
+                shutil.rmtree(self.work_dir / job_id, ignore_errors=True)
             except Exception as error:  # a bug here must not kill the worker or leave the job RUNNING
                 log.exception("tuning job %s crashed the runner", job_id)
                 if not self._stopping.is_set():
-                    self._finish(job_id, JobState.JOB_STATE_FAILED,
-                                 error={"code": 13, "message": f"INTERNAL: emulator error: {error}"})
+                    self._quietly(self._end, job_id, JobState.JOB_STATE_FAILED,
+                                  error={"code": 13, "message": f"INTERNAL: emulator error: {error}"})
+
+    @staticmethod
+    def _quietly(action: Any, *args: Any, **kwargs: Any) -> None:
+        """Run a clean-up step of the worker loop; nothing it raises may end the worker thread."""
+        try:
+            action(*args, **kwargs)
+        except NotFound:
+            pass
+        except Exception:  # noqa: BLE001 - logged; the worker goes on with the next job
+            log.exception("clean-up after a failed tuning job failed")
 
     def _run(self, job_id: str) -> None:
         job = self.backend.job_by_id(job_id)
@@ -108,98 +166,195 @@ class JobRunner:
                                           experiment=experiment_context_name(project, location, job_id))
         if started is None:
             return  # cancelled while queued
-        job_dir = self.work_dir / job_id
-        shutil.rmtree(job_dir, ignore_errors=True)
-        job_dir.mkdir(parents=True)
+        run_dir = self._new_run_dir(job_id)
         try:
-            self._prepare(job, job_dir)
-            self._train(job_id, job_dir)
+            total_steps = self._prepare(job, run_dir)
+            if self._stopping.is_set():
+                return
+            if self._cancel_requested(job_id):  # cancelled while the data was read: start no trainer
+                self._end(job_id, JobState.JOB_STATE_CANCELLED)
+                return
+            if not self._train(job_id, run_dir, total_steps):
+                return
         except JobFailed as failure:
-            self._finish(job_id, JobState.JOB_STATE_FAILED, error={"code": failure.code, "message": str(failure)})
+            self._end(job_id, JobState.JOB_STATE_FAILED, error={"code": failure.code, "message": str(failure)})
             return
-        if self._stopping.is_set() or self._cancelled(job_id):
-            return
-        record = self.backend.insert_tuned_model(project, location, job_id,
-                                                 job.get("tunedModelDisplayName") or job_id,
-                                                 str(job_dir / "model"))
-        self._finish(job_id, JobState.JOB_STATE_SUCCEEDED,
-                     tunedModel={"model": record.model_name, "endpoint": record.endpoint_name})
+        self._end(job_id, JobState.JOB_STATE_SUCCEEDED,
+                  tuned_model=(job.get("tunedModelDisplayName") or job_id, str(run_dir / "model")))
 
-    def _prepare(self, job: dict[str, Any], job_dir: Path) -> None:
-        """Validate both datasets with the project's validator and write the child's request file."""
+    def _new_run_dir(self, job_id: str) -> Path:
+        """A fresh directory for this run of the job: `work_dir/<job id>/run-<random>/`.
+
+        A run never reuses a directory, so a trainer of an earlier run (before a restart of the emulator) can
+        never write into this one. The earlier runs' directories are removed: their trainers are gone, since
+        the trainer asks Linux (PR_SET_PDEATHSIG) for SIGTERM when the process that started it dies; and a
+        trainer that lingered anyway (another OS) would only write into its own, now deleted, directory.
+        """
+        job_root = self.work_dir / job_id
+        if job_root.is_dir():
+            for old in job_root.iterdir():
+                shutil.rmtree(old, ignore_errors=True)
+        run_dir = job_root / f"run-{secrets.token_hex(4)}"
+        run_dir.mkdir(parents=True)
+        return run_dir
+
+    def _prepare(self, job: dict[str, Any], job_dir: Path) -> int:
+        """Validate both datasets, record the training data stats and write the child's request file.
+
+        Memory does not grow with the dataset: the training examples stream once through the stats counters
+        and a reservoir that keeps a uniform sample of at most `steps * epochs * batch_size` of them (seeded
+        with the training seed: the same data and settings give the same sample, hence the same metrics; a
+        dataset no larger than that is kept whole, in file order). The validation set is at most 1,024
+        examples by the rules, so it is kept whole.
+
+        Returns:
+            The number of training steps (`steps * epochs`).
+        """
         spec = job.get("supervisedTuningSpec") or {}
-        train = self._read_dataset(spec["trainingDatasetUri"], "training")
-        validation = (self._read_dataset(spec["validationDatasetUri"], "validation")
-                      if spec.get("validationDatasetUri") else None)
         hyper = spec.get("hyperParameters") or {}
         epochs = int(hyper.get("epochCount") or 1)
+        total_steps = self.training.steps * epochs
+        stats = DataStatsAccumulator()
+        sample = Reservoir(total_steps * self.training.batch_size, seed=self.training.seed)
+        for turns in self._read_dataset(spec["trainingDatasetUri"], "training"):
+            stats.add(turns)
+            sample.add(example_pairs(turns))
+        validation = ([example_pairs(turns) for turns in self._read_dataset(spec["validationDatasetUri"],
+                                                                            "validation")]
+                      if spec.get("validationDatasetUri") else None)
         request = {
-            "train": [example_pairs(turns) for turns in train],
-            "validation": [example_pairs(turns) for turns in validation] if validation else None,
+            "train": sample.items,
+            "validation": validation or None,
             "settings": self.training.model_dump(),
             "epochs": epochs,
             "learningRateMultiplier": float(hyper.get("learningRateMultiplier") or 1.0),
         }
-        stats = supervised_tuning_data_stats(train, tuning_step_count=self.training.steps * epochs)
-        self.backend.update_job(_job_id(job), tuningDataStats={"supervisedTuningDataStats": stats})
-        (job_dir / "request.json").write_text(json.dumps(request))
+        self.backend.update_job(_job_id(job), tuningDataStats={
+            "supervisedTuningDataStats": stats.result(tuning_step_count=total_steps)})
+        with open(job_dir / "request.json", "w", encoding="utf-8") as out:
+            json.dump(request, out)
+        return total_steps
 
-    def _read_dataset(self, uri: str, kind: str) -> list[list[tuple[str, str]]]:
+    def _read_dataset(self, uri: str, kind: str) -> Iterator[list[tuple[str, str]]]:
+        """The examples of a dataset object, after validating it.
+
+        The object is opened once: validated, rewound, then parsed from the same open file, so an upload
+        that replaces the object meanwhile cannot make the job train on a generation nobody validated.
+
+        Raises:
+            JobFailed: The object is missing or unreadable, or the data breaks a rule.
+        """
         try:
             bucket, name = ObjectStore.parse_gs_uri(uri)
-            with self.store.open_object(bucket, name) as stream:
-                report = validate_stream(stream, name=uri, kind=kind)
+            stream = self.store.open_object(bucket, name)
+        except GoogleApiError as error:
+            raise JobFailed(5 if error.http_status == 404 else 3, f"{error.status}: {kind} dataset: {error.message}")
+        with stream:
+            report = validate_stream(stream, name=uri, kind=kind)
             if not report.ok:
                 shown = "; ".join(str(problem) for problem in report.problems[:5])
                 more = report.problem_count - 5
                 raise JobFailed(3, f"INVALID_ARGUMENT: {kind} dataset {uri} is invalid: {shown}"
                                    + (f" (and {more} more)" if more > 0 else ""))
-            with self.store.open_object(bucket, name) as stream:
-                return [turns for _line, turns in iter_examples(stream)]
-        except GoogleApiError as error:
-            raise JobFailed(5 if error.http_status == 404 else 3, f"{error.status}: {kind} dataset: {error.message}")
+            stream.seek(0)
+            for _line, turns in iter_examples(stream):
+                yield turns
 
-    def _train(self, job_id: str, job_dir: Path) -> None:
+    def _train(self, job_id: str, job_dir: Path, total_steps: int) -> bool:
+        """Run the trainer child to its end.
+
+        Returns:
+            True when it trained the model; False when the runner is stopping (the job stays RUNNING for the
+            next start) or the job was cancelled (then it is ended here).
+
+        Raises:
+            JobFailed: The trainer failed or overran `training_time_limit`.
+        """
         stderr_path = job_dir / "trainer.log"
+        limit = training_time_limit(self.training, total_steps)
+        deadline = time.monotonic() + limit
+        timed_out = False
         # The persistent compilation cache lets later jobs of the same model shape skip the JIT (~5 s).
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1",
-               "JAX_COMPILATION_CACHE_DIR": str(self.work_dir.parent / "jax-cache")}
+               "JAX_COMPILATION_CACHE_DIR": str(self.work_dir.parent / "jax-cache"),
+               PARENT_PID_ENV: str(os.getpid())}
         with open(stderr_path, "wb") as stderr:
             self._child = child = subprocess.Popen(
                 [sys.executable, "-m", "emulator.trainer", str(job_dir)], stdout=subprocess.PIPE,
                 stderr=stderr, env=env, cwd=PROJECT_ROOT, start_new_session=True)
             reader = threading.Thread(target=self._read_metrics, args=(job_id, child), daemon=True)
             reader.start()
-            while child.poll() is None:
-                try:
-                    child.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    pass
-                if self._stopping.is_set() or self._cancel_requested(job_id):
-                    self._kill_child()
+            killed_at: Optional[float] = None
+            try:
+                while child.poll() is None:
+                    try:
+                        child.wait(timeout=0.2)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    stop = self._stopping.is_set() or self._cancel_requested(job_id)
+                    if not stop and not timed_out and time.monotonic() > deadline:
+                        timed_out = True
+                        log.error("tuning job %s: training overran its %.0f s limit; stopping it", job_id, limit)
+                    if stop or timed_out:
+                        killed_at = killed_at or time.monotonic()
+                        self._kill_child(signal.SIGKILL if time.monotonic() - killed_at > _KILL_GRACE_SECONDS
+                                         else signal.SIGTERM)
+            except BaseException:
+                self._kill_child()  # never leave a trainer behind a failed run
+                raise
             reader.join(timeout=5)
+            if not reader.is_alive() and child.stdout is not None:
+                child.stdout.close()
             self._child = None
         if self._stopping.is_set():
-            return
+            return False
         if self._cancel_requested(job_id):
-            self.backend.update_job(job_id, **cancelled_fields())
-            return
+            self._end(job_id, JobState.JOB_STATE_CANCELLED)
+            return False
+        if timed_out:
+            raise JobFailed(4, f"DEADLINE_EXCEEDED: training did not finish within {limit:,.0f} s "
+                               f"({TIME_LIMIT_BASE_SECONDS:.0f} s + {total_steps:,} steps x "
+                               f"{TIME_LIMIT_PER_STEP_SECONDS + self.training.step_delay_seconds:g} s); "
+                               "the trainer was stopped.")
         if child.returncode != 0:
             tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
             raise JobFailed(13, f"INTERNAL: training exited with status {child.returncode}: {' | '.join(tail)}")
+        return True
 
     def _read_metrics(self, job_id: str, child: subprocess.Popen) -> None:
-        for raw in child.stdout:
-            line = raw.decode("utf-8", errors="replace")
-            if line.startswith(METRIC_PREFIX):
-                point = json.loads(line[len(METRIC_PREFIX):])
-                self.backend.add_metric_point(job_id, point["step"], point["metrics"])
+        """Store the child's metric points until its stdout closes.
 
-    def _kill_child(self) -> None:
+        Every line is read whatever happens to the ones before it: a reader that stopped would leave the
+        child blocked on a full pipe, and the job RUNNING forever. Non-finite values (NaN, infinity: a
+        diverged run) are dropped, not stored; a line that cannot be stored is logged and skipped.
+        """
+        failures = 0
+        for raw in child.stdout:
+            try:
+                line = raw.decode("utf-8", errors="replace")
+                if not line.startswith(METRIC_PREFIX):
+                    continue
+                point = json.loads(line[len(METRIC_PREFIX):])
+                step = int(point["step"])
+                metrics = {str(name): float(value) for name, value in point["metrics"].items()}
+                finite = {name: value for name, value in metrics.items() if math.isfinite(value)}
+                if len(finite) < len(metrics):
+                    log.warning("tuning job %s: dropped non-finite metrics at step %d: %s", job_id, step,
+                                sorted(set(metrics) - set(finite)))
+                if finite:
+                    self.backend.add_metric_point(job_id, step, finite)
+            except Exception:  # noqa: BLE001 - keep draining the pipe
+                failures += 1
+                if failures <= _LOGGED_METRIC_ERRORS:
+                    log.exception("tuning job %s: cannot store metric line %r", job_id, raw[:200])
+        if failures > _LOGGED_METRIC_ERRORS:
+            log.error("tuning job %s: %d metric lines could not be stored", job_id, failures)
+
+    def _kill_child(self, sig: int = signal.SIGTERM) -> None:
         child = self._child
         if child is not None and child.poll() is None:
             try:
-                os.killpg(child.pid, signal.SIGTERM)
+                os.killpg(child.pid, sig)
             except ProcessLookupError:
                 pass
 
@@ -209,13 +364,51 @@ class JobRunner:
         except NotFound:
             return True  # deleted by a reset: stop training it like a cancel
 
-    def _cancelled(self, job_id: str) -> bool:
-        return self.backend.job_by_id(job_id)["state"] in (JobState.JOB_STATE_CANCELLED.value,
-                                                           JobState.JOB_STATE_CANCELLING.value)
+    def _end(self, job_id: str, state: JobState, **fields: Any) -> None:
+        """The job's last transition: to `state`, or to CANCELLED if a cancel came first (atomically)."""
+        ended = self.backend.end_job(job_id, state, **fields)
+        if ended is not None and ended["state"] != state.value:
+            log.info("tuning job %s was cancelled before it could end %s", job_id, state.value)
 
-    def _finish(self, job_id: str, state: JobState, **fields: Any) -> None:
-        self.backend.update_job(job_id, only_if_state_in={JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PENDING},
-                                state=state, endTime=now_rfc3339(), **fields)
+
+class Reservoir:
+    """A uniform random sample of at most `capacity` items of a stream (Algorithm R), in O(capacity) memory.
+
+    Seeded: the same stream and seed give the same sample. A stream of at most `capacity` items is kept whole,
+    in order.
+    """
+
+    def __init__(self, capacity: int, *, seed: int) -> None:
+        self.capacity = capacity
+        self.items: list[Any] = []
+        self.seen = 0
+        self._random = random.Random(seed)
+
+    def add(self, item: Any) -> None:
+        self.seen += 1
+        if len(self.items) < self.capacity:
+            self.items.append(item)
+            return
+        slot = self._random.randrange(self.seen)
+        if slot < self.capacity:
+            self.items[slot] = item
+
+
+def _wait_for_exit(child: subprocess.Popen, timeout: float) -> None:
+    """Wait for a signalled child to exit (another thread may be waiting on it too); SIGKILL it after `timeout`."""
+    deadline = time.monotonic() + timeout
+    killed = False
+    while child.poll() is None:
+        if time.monotonic() > deadline:
+            if killed:
+                log.error("trainer %d did not exit after SIGKILL", child.pid)
+                return
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            killed, deadline = True, time.monotonic() + 5
+        time.sleep(0.05)
 
 
 def _job_id(job: dict[str, Any]) -> str:

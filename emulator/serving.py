@@ -24,6 +24,11 @@ class ModelCache:
         self._models: "OrderedDict[str, TrainedModel]" = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Unload every model (the next request for one loads it again from its directory)."""
+        with self._lock:
+            self._models.clear()
+
     def get(self, model_dir: str) -> TrainedModel:
         with self._lock:
             model = self._models.pop(model_dir, None)

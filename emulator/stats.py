@@ -1,61 +1,109 @@
-"""`tuningDataStats.supervisedTuningDataStats` computed from the examples of a training dataset."""
+"""`tuningDataStats.supervisedTuningDataStats` computed from the examples of a training dataset.
+
+`DataStatsAccumulator` takes the examples one at a time, so a dataset is streamed once and never held in
+memory: per example it keeps only three small ints, counted per distinct value (token counts are bounded
+by the 1,000-token example limit), so memory does not grow with the number of examples.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections import Counter
+from typing import Any, Iterable, Mapping, Sequence
 
 from tuning.dataset import estimate_tokens
 
 _EXAMPLES_SHOWN = 3
 
 
-def distribution(values: Sequence[int], bucket_count: int = 5) -> dict[str, Any]:
-    """A DatasetDistribution (int64 fields as strings, as proto3 JSON writes them)."""
-    if not values:
+def distribution(values: Sequence[int] | Mapping[int, int], bucket_count: int = 5) -> dict[str, Any]:
+    """A DatasetDistribution (int64 fields as strings, as proto3 JSON writes them).
+
+    Args:
+        values: The values, or a {value: how many times it occurs} mapping (same result, constant memory).
+        bucket_count: Number of equal-width buckets between the smallest and the largest value.
+    """
+    counts = values if isinstance(values, Mapping) else Counter(values)
+    ordered = sorted((value, count) for value, count in counts.items() if count > 0)
+    if not ordered:
         return {}
-    ordered = sorted(values)
-    low, high = ordered[0], ordered[-1]
+    n = sum(count for _value, count in ordered)
+    low, high = ordered[0][0], ordered[-1][0]
     width = max(1, math.ceil((high - low + 1) / bucket_count))
     buckets = []
     for left in range(low, high + 1, width):
         right = left + width
-        count = sum(1 for value in ordered if left <= value < right)
+        count = sum(count for value, count in ordered if left <= value < right)
         buckets.append({"count": count, "left": left, "right": right})
-    total = sum(ordered)
-    return {"sum": str(total), "billableSum": str(total), "min": low, "max": high, "mean": total / len(ordered),
-            "median": _percentile(ordered, 50), "p5": _percentile(ordered, 5), "p95": _percentile(ordered, 95),
-            "buckets": buckets}
+    total = sum(value * count for value, count in ordered)
+    return {"sum": str(total), "billableSum": str(total), "min": low, "max": high, "mean": total / n,
+            "median": _percentile(ordered, n, 50), "p5": _percentile(ordered, n, 5),
+            "p95": _percentile(ordered, n, 95), "buckets": buckets}
 
 
-def _percentile(ordered: Sequence[int], percent: float) -> float:
-    rank = (len(ordered) - 1) * percent / 100
+def _nth(ordered: Sequence[tuple[int, int]], index: int) -> int:
+    """The value at position `index` of the sorted values that (value, count) pairs describe."""
+    seen = 0
+    for value, count in ordered:
+        seen += count
+        if index < seen:
+            return value
+    raise IndexError(index)
+
+
+def _percentile(ordered: Sequence[tuple[int, int]], n: int, percent: float) -> float:
+    rank = (n - 1) * percent / 100
     lower, upper = math.floor(rank), math.ceil(rank)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (rank - lower)
+    low_value, high_value = _nth(ordered, lower), _nth(ordered, upper)
+    return low_value + (high_value - low_value) * (rank - lower)
 
 
-def supervised_tuning_data_stats(examples: Sequence[Sequence[tuple[str, str]]], *,
-                                 tuning_step_count: int) -> dict[str, Any]:
-    """Stats of a list of examples, each a list of (role, text) turns."""
-    input_tokens, output_tokens, messages, characters = [], [], [], 0
-    for turns in examples:
+class DataStatsAccumulator:
+    """Builds supervisedTuningDataStats from examples added one at a time (exact counts, bounded memory)."""
+
+    def __init__(self) -> None:
+        self.example_count = 0
+        self.characters = 0
+        self.input_tokens: Counter[int] = Counter()
+        self.output_tokens: Counter[int] = Counter()
+        self.messages: Counter[int] = Counter()
+        self.shown: list[Sequence[tuple[str, str]]] = []
+
+    def add(self, turns: Sequence[tuple[str, str]]) -> None:
+        """Count one example, a list of (role, text) turns."""
         user_chars = sum(len(text) for role, text in turns if role == "user")
         model_chars = sum(len(text) for role, text in turns if role == "model")
-        characters += user_chars + model_chars
-        input_tokens.append(estimate_tokens(user_chars))
-        output_tokens.append(estimate_tokens(model_chars))
-        messages.append(len(turns))
-    return {
-        "tuningDatasetExampleCount": str(len(examples)),
-        "totalTuningCharacterCount": str(characters),
-        "totalBillableCharacterCount": str(characters),
-        "totalBillableTokenCount": str(sum(input_tokens) + sum(output_tokens)),
-        "tuningStepCount": str(tuning_step_count),
-        "userInputTokenDistribution": distribution(input_tokens),
-        "userOutputTokenDistribution": distribution(output_tokens),
-        "userMessagePerExampleDistribution": distribution(messages),
-        "userDatasetExamples": [
-            {"role": role, "parts": [{"text": text}]} for turns in examples[:_EXAMPLES_SHOWN] for role, text in turns
-        ],
-        "totalTruncatedExampleCount": "0",
-    }
+        self.example_count += 1
+        self.characters += user_chars + model_chars
+        self.input_tokens[estimate_tokens(user_chars)] += 1
+        self.output_tokens[estimate_tokens(model_chars)] += 1
+        self.messages[len(turns)] += 1
+        if len(self.shown) < _EXAMPLES_SHOWN:
+            self.shown.append(list(turns))
+
+    def result(self, *, tuning_step_count: int) -> dict[str, Any]:
+        token_total = (sum(value * count for value, count in self.input_tokens.items())
+                       + sum(value * count for value, count in self.output_tokens.items()))
+        return {
+            "tuningDatasetExampleCount": str(self.example_count),
+            "totalTuningCharacterCount": str(self.characters),
+            "totalBillableCharacterCount": str(self.characters),
+            "totalBillableTokenCount": str(token_total),
+            "tuningStepCount": str(tuning_step_count),
+            "userInputTokenDistribution": distribution(self.input_tokens),
+            "userOutputTokenDistribution": distribution(self.output_tokens),
+            "userMessagePerExampleDistribution": distribution(self.messages),
+            "userDatasetExamples": [
+                {"role": role, "parts": [{"text": text}]} for turns in self.shown for role, text in turns
+            ],
+            "totalTruncatedExampleCount": "0",
+        }
+
+
+def supervised_tuning_data_stats(examples: Iterable[Sequence[tuple[str, str]]], *,
+                                 tuning_step_count: int) -> dict[str, Any]:
+    """Stats of examples, each a list of (role, text) turns (any iterable: it is read once)."""
+    accumulator = DataStatsAccumulator()
+    for turns in examples:
+        accumulator.add(turns)
+    return accumulator.result(tuning_step_count=tuning_step_count)

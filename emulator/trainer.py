@@ -3,18 +3,49 @@
 Reads JOB_DIR/request.json, prints one `METRIC {json}` line per metric point on stdout,
 saves the model to JOB_DIR/model and exits 0. Runs apart from the API server so training
 never blocks it, a cancel is a signal, and a crash cannot take the server down.
+
+It dies with the emulator: on Linux it asks the kernel for SIGTERM when its parent dies (even by SIGKILL),
+so no orphan trainer keeps writing into a job directory after the emulator is gone.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 METRIC_PREFIX = "METRIC "
+# The pid of the process that started the trainer; the trainer exits at once if its parent is another one.
+PARENT_PID_ENV = "TT_EMULATOR_TRAINER_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Get SIGTERM when the parent dies (Linux `prctl(PR_SET_PDEATHSIG)`); a no-op on other systems.
+
+    The kernel signals when the *thread* that forked the child ends; the runner starts the trainer from its
+    long-lived worker thread, which ends only when the runner stops (and kills the trainer anyway).
+    If the parent died before the request took effect, the parent pid has changed: exit now.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+                print(f"trainer: prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}", file=sys.stderr)
+        except (OSError, AttributeError) as error:
+            print(f"trainer: cannot ask to die with the parent: {error}", file=sys.stderr)
+    expected = os.environ.get(PARENT_PID_ENV)
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        print("trainer: the emulator that started this trainer is gone; exiting", file=sys.stderr)
+        sys.exit(1)
 
 
 def main(job_dir: Path) -> int:
+    die_with_parent()
     from emulator.settings import TrainingSettings
     from emulator.training import MetricPoint, train
 

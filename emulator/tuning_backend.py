@@ -176,6 +176,56 @@ class TuningBackend:
                                 state=JobState.JOB_STATE_CANCELLING)
         return moved or self.job_by_id(job_id)
 
+    def end_job(self, job_id: str, state: JobState, *, tuned_model: Optional[tuple[str, str]] = None,
+                **fields: Any) -> Optional[dict[str, Any]]:
+        """The runner's final transition, atomic with respect to a cancel; returns the new body or None.
+
+        A RUNNING or PENDING job moves to `state` with `endTime` and `fields`; a CANCELLING one ends
+        CANCELLED instead (`cancelled_fields()`), whatever `state` the run reached. With `tuned_model`
+        (display name, model dir) and `state` SUCCEEDED, the tuned model and its endpoint are inserted in the
+        same transaction as the state change, so a cancelled job never gets one. A job already ended is left
+        as it is (None).
+
+        Raises:
+            NotFound: No such job (a reset forgot it).
+        """
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT project, location, body FROM tuning_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"TuningJob {job_id} not found.")
+            body = json.loads(row["body"])
+            current = JobState(body["state"])
+            if current == JobState.JOB_STATE_CANCELLING:
+                changes = cancelled_fields()
+            elif current in (JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PENDING):
+                changes = {**fields, "state": state, "endTime": now_rfc3339()}
+                if tuned_model is not None and state == JobState.JOB_STATE_SUCCEEDED:
+                    display_name, model_dir = tuned_model
+                    record = TunedModelRecord(id=_new_numeric_id(), project=row["project"], location=row["location"],
+                                              job_id=job_id, endpoint_id=_new_numeric_id(),
+                                              display_name=display_name, model_dir=model_dir,
+                                              create_time=now_rfc3339())
+                    conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
+                                 (record.id, record.project, record.location, job_id, record.endpoint_id,
+                                  display_name, model_dir, record.create_time))
+                    changes["tunedModel"] = {"model": record.model_name, "endpoint": record.endpoint_name}
+            else:
+                return None
+            for key, value in changes.items():
+                if value is None:
+                    body.pop(key, None)
+                else:
+                    body[key] = value.value if isinstance(value, JobState) else value
+            body["updateTime"] = now_rfc3339()
+            conn.execute("UPDATE tuning_jobs SET body = ?, state = ? WHERE id = ?",
+                         (json.dumps(body), body["state"], job_id))
+        return body
+
+    def tuned_models_of_job(self, job_id: str) -> list[TunedModelRecord]:
+        """The tuned models a job produced (none, or one for a SUCCEEDED job)."""
+        return [TunedModelRecord(**dict(row))
+                for row in self.db.query("SELECT * FROM tuned_models WHERE job_id = ?", (job_id,))]
+
     # --- metrics ----------------------------------------------------------------------------------
 
     def add_metric_point(self, job_id: str, step: int, metrics: dict[str, float]) -> None:

@@ -34,12 +34,13 @@ _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "update
 class VertexApi:
     """Handlers of the tuning, model, endpoint and prediction routes (experiments: `emulator.metadata_api`)."""
 
-    def __init__(self, backend: TuningBackend, store: ObjectStore, runner: JobRunner, max_json_bytes: int) -> None:
+    def __init__(self, backend: TuningBackend, store: ObjectStore, runner: JobRunner, models: ModelCache,
+                 max_json_bytes: int) -> None:
         self.backend = backend
         self.store = store
         self.runner = runner
+        self.models = models
         self.max_json_bytes = max_json_bytes
-        self.models = ModelCache()
 
     def routes(self) -> list[Route]:
         table = []
