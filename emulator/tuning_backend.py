@@ -122,14 +122,7 @@ class TuningBackend:
             body = json.loads(row["body"])
             if only_if_state_in is not None and JobState(body["state"]) not in set(only_if_state_in):
                 return None
-            for key, value in fields.items():
-                if value is None:
-                    body.pop(key, None)
-                else:
-                    body[key] = value.value if isinstance(value, JobState) else value
-            body["updateTime"] = now_rfc3339()
-            conn.execute("UPDATE tuning_jobs SET body = ?, state = ? WHERE id = ?",
-                         (json.dumps(body), body["state"], job_id))
+            _write_job(conn, job_id, body, fields)
         return body
 
     def list_jobs(self, project: str, location: str, *, page_size: int, page_token: str,
@@ -211,14 +204,7 @@ class TuningBackend:
                     changes["tunedModel"] = {"model": record.model_name, "endpoint": record.endpoint_name}
             else:
                 return None
-            for key, value in changes.items():
-                if value is None:
-                    body.pop(key, None)
-                else:
-                    body[key] = value.value if isinstance(value, JobState) else value
-            body["updateTime"] = now_rfc3339()
-            conn.execute("UPDATE tuning_jobs SET body = ?, state = ? WHERE id = ?",
-                         (json.dumps(body), body["state"], job_id))
+            _write_job(conn, job_id, body, changes)
         return body
 
     def tuned_models_of_job(self, job_id: str) -> list[TunedModelRecord]:
@@ -279,6 +265,17 @@ class TuningBackend:
             conn.execute("DELETE FROM tuning_jobs")
             conn.execute("DELETE FROM metric_points")
             conn.execute("DELETE FROM tuned_models")
+
+
+def _write_job(conn: Any, job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Merge camelCase `fields` into `body` (None removes a field) and store it, inside the caller's transaction."""
+    for key, value in fields.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value.value if isinstance(value, JobState) else value
+    body["updateTime"] = now_rfc3339()
+    conn.execute("UPDATE tuning_jobs SET body = ?, state = ? WHERE id = ?", (json.dumps(body), body["state"], job_id))
 
 
 def cancelled_fields() -> dict[str, Any]:
