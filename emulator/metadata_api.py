@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulator.errors import InvalidArgument, NotFound
+from emulator.requests import page_size, page_token
 from emulator.routing import Route
 from emulator.tuning_backend import TuningBackend, experiment_context_name
 from tuning.models import ALL_METRICS, JobState
@@ -360,11 +361,8 @@ def _page(items: list[dict[str, Any]], request: Request, sizes: tuple[int, int],
     query = request.query_params
     if query.get("orderBy") or query.get("order_by"):
         raise InvalidArgument("orderBy is not supported by the emulator.")
-    raw_size = query.get("pageSize") or query.get("page_size") or "0"
-    if not (raw_size.isascii() and raw_size.isdigit()):
-        raise InvalidArgument(f"pageSize must be a non-negative integer, got {raw_size!r}.")
-    size = min(int(raw_size) or sizes[0], sizes[1])
-    token = query.get("pageToken") or query.get("page_token") or ""
+    size = page_size(request, *sizes)
+    token = page_token(request)
     start = 0
     if token:
         try:

@@ -31,3 +31,16 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidArgument("Invalid JSON payload received. Expected an object.")
     return body
+
+
+def page_size(request: Request, default: int, maximum: int) -> int:
+    """The list request's `pageSize` (camelCase or snake_case): 0 or absent means `default`, capped at `maximum`."""
+    raw = request.query_params.get("pageSize") or request.query_params.get("page_size") or "0"
+    if not (raw.isascii() and raw.isdigit()):
+        raise InvalidArgument(f"pageSize must be a non-negative integer, got {raw!r}.")
+    return min(int(raw) or default, maximum)
+
+
+def page_token(request: Request) -> str:
+    """The list request's `pageToken` (camelCase or snake_case), empty for the first page."""
+    return request.query_params.get("pageToken") or request.query_params.get("page_token") or ""

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from emulator.errors import InvalidArgument, NotFound
 from emulator.gcs import ObjectStore
 from emulator.list_filter import parse_filter
-from emulator.requests import read_json
+from emulator.requests import page_size, page_token, read_json
 from emulator.routing import Route
 from emulator.runner import JobRunner
 from emulator.serving import ModelCache, generate_content
@@ -104,14 +104,10 @@ class VertexApi:
         return JSONResponse(self.backend.job(project, location, job))
 
     async def list_tuning_jobs(self, request: Request, project: str, location: str) -> JSONResponse:
-        query = request.query_params
-        raw_size = query.get("pageSize") or query.get("page_size") or "0"
-        if not (raw_size.isascii() and raw_size.isdigit()):
-            raise InvalidArgument(f"pageSize must be a non-negative integer, got {raw_size!r}.")
-        page_size = min(int(raw_size) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        jobs, token = self.backend.list_jobs(project, location, page_size=page_size,
-                                             page_token=query.get("pageToken") or query.get("page_token") or "",
-                                             matches=parse_filter(query.get("filter", "")))
+        jobs, token = self.backend.list_jobs(project, location,
+                                             page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+                                             page_token=page_token(request),
+                                             matches=parse_filter(request.query_params.get("filter", "")))
         body: dict[str, Any] = {"tuningJobs": jobs}
         if token:
             body["nextPageToken"] = token

@@ -86,3 +86,14 @@ def sample_uris(emulator: RunningEmulator) -> tuple[str, str]:
 
 def control(emulator: RunningEmulator, method: str, path: str, **kwargs) -> requests.Response:
     return requests.request(method, f"{emulator.url}/_emulator/{path}", timeout=30, **kwargs)
+
+
+def configured_provider(provider_class, endpoint: str):
+    """A dynamic provider configured, as the engine does through `configure()`, to target the emulator."""
+    from pulumi.dynamic.config import Config
+
+    provider = provider_class()
+    provider.configure(type("Req", (), {"config": Config({"gcp:project": PROJECT, "gcp:region": LOCATION,
+                                                         "translation-tuning:emulatorEndpoint": endpoint},
+                                                        "translation-tuning")})())
+    return provider

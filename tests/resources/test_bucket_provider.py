@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from pulumi.dynamic.config import Config
 
 from resources.bucket import EmulatorBucketProvider
-from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, upload
+from tests.conftest import SAMPLE_TRAIN, configured_provider, upload
 from tuning.errors import ApiError
 
 PROPS = {"name": "stack-bucket", "location": "US-CENTRAL1", "labels": {"env": "test"}}
 
 
 def configured(endpoint: str) -> EmulatorBucketProvider:
-    provider = EmulatorBucketProvider()
-    provider.configure(type("Req", (), {"config": Config({"gcp:project": PROJECT, "gcp:region": LOCATION,
-                                                         "translation-tuning:emulatorEndpoint": endpoint},
-                                                        "translation-tuning")})())
-    return provider
+    return configured_provider(EmulatorBucketProvider, endpoint)
 
 
 def test_create_then_read_finds_the_bucket(emulator):

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import requests
-from pulumi.dynamic.config import Config
 
 from resources.bucket import EmulatorBucketProvider
 from resources.dataset import TuningDatasetProvider
-from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN
+from tests.conftest import SAMPLE_TRAIN, configured_provider
 
 
-def configured(provider_class, endpoint: str):
-    provider = provider_class()
-    provider.configure(type("Req", (), {"config": Config({"gcp:project": PROJECT, "gcp:region": LOCATION,
-                                                         "translation-tuning:emulatorEndpoint": endpoint},
-                                                        "translation-tuning")})())
-    return provider
 
 
 def checked(provider: TuningDatasetProvider, path) -> dict:
@@ -48,8 +41,8 @@ def test_check_names_the_file_and_line_of_each_problem(tmp_path):
 
 
 def test_create_uploads_under_the_content_hash(emulator):
-    configured(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
-    provider = configured(TuningDatasetProvider, emulator.url)
+    configured_provider(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
+    provider = configured_provider(TuningDatasetProvider, emulator.url)
     inputs = checked(provider, SAMPLE_TRAIN)
     created = provider.create(inputs)
     assert created.outs["uri"] == f"gs://data-bucket/{created.outs['objectName']}"
@@ -59,8 +52,8 @@ def test_create_uploads_under_the_content_hash(emulator):
 
 def test_deleting_a_replaced_instance_keeps_the_object_of_its_replacement(emulator):
     """Same content uploaded by a replacement (e.g. a data rollback) must survive the old instance's delete."""
-    configured(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
-    provider = configured(TuningDatasetProvider, emulator.url)
+    configured_provider(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
+    provider = configured_provider(TuningDatasetProvider, emulator.url)
     inputs = checked(provider, SAMPLE_TRAIN)
     old = provider.create(inputs)
     new = provider.create(inputs)
@@ -70,8 +63,8 @@ def test_deleting_a_replaced_instance_keeps_the_object_of_its_replacement(emulat
 
 
 def test_read_reports_a_deleted_object_gone(emulator):
-    configured(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
-    provider = configured(TuningDatasetProvider, emulator.url)
+    configured_provider(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
+    provider = configured_provider(TuningDatasetProvider, emulator.url)
     created = provider.create(checked(provider, SAMPLE_TRAIN))
     provider.delete(created.id, created.outs)
     assert provider.read(created.id, created.outs).id == ""

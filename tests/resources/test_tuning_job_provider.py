@@ -7,12 +7,11 @@ import base64
 import dill
 import pytest
 import requests
-from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 
 from resources.target import UNKNOWN
 from resources.tuning_job import IDEMPOTENCY_LABEL, TuningJobProvider
-from tests.conftest import LOCATION, PROJECT, control
+from tests.conftest import LOCATION, PROJECT, configured_provider, control
 from tuning.errors import JobFailedError
 
 SIX_METRICS = {"train_total_loss", "train_fraction_of_correct_next_step_preds", "train_num_predictions",
@@ -20,11 +19,7 @@ SIX_METRICS = {"train_total_loss", "train_fraction_of_correct_next_step_preds", 
 
 
 def configured(endpoint: str) -> TuningJobProvider:
-    provider = TuningJobProvider()
-    provider.configure(type("Req", (), {"config": Config({"gcp:project": PROJECT, "gcp:region": LOCATION,
-                                                         "translation-tuning:emulatorEndpoint": endpoint},
-                                                        "translation-tuning")})())
-    return provider
+    return configured_provider(TuningJobProvider, endpoint)
 
 
 def inputs(train_uri: str, validation_uri: str | None = None, **overrides) -> dict:
