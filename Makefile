@@ -1,28 +1,41 @@
-# The project's two commands: `make demo` (set up, then pulumi up of the local stack) and `make test`.
-# Both install only what is missing, so running them again is quick.
+# The project's two commands: `make demo` (set up, then `pulumi up` of the local stack) and `make test`.
+# Both install only what is missing, so running them again is quick. Every stack command below is
+# plain `pulumi` in a shell prepared by `. tools/pulumi/activate`; type the same commands yourself.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
+POLICY_STAMP := policy/venv/.requirements-installed
 STACK ?= local
+PULUMI := . tools/pulumi/activate && pulumi
 
-.PHONY: demo test engine browser preview up refresh destroy outputs try emulator-stop clean-local
+.PHONY: demo test setup engine browser preview up refresh destroy outputs try emulator-stop clean-local
 
-demo: $(VENV_STAMP) engine
-	$(PY) -m deploy up --stack $(STACK)
+demo: setup
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) up --yes --stack $(STACK)
 	@echo "--- stack outputs (pulumi stack output --json) ---"
-	@$(PY) -m deploy outputs --stack $(STACK)
+	@$(PULUMI) stack output --json --stack $(STACK)
 
-test: $(VENV_STAMP) engine browser
+test: setup browser
 	$(PY) -m pytest
+
+setup: $(VENV_STAMP) $(POLICY_STAMP) engine
 
 $(VENV_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# The pinned Pulumi CLI: reused from the cache or a PATH install, built from Go modules the first time.
+# The policy pack's own venv: pulumi-policy pins protobuf 5.x, which the project's venv cannot have.
+$(POLICY_STAMP): policy/requirements.txt
+	test -x policy/venv/bin/python || $(PYTHON) -m venv policy/venv
+	policy/venv/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	touch $@
+
+# The pinned Pulumi CLI and our Python language host: reused from the cache or a PATH install, built
+# from Go modules the first time.
 engine:
 	@bash tools/pulumi/build.sh >/dev/null
 
@@ -32,20 +45,32 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "error: the console test needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-preview up refresh destroy outputs: $(VENV_STAMP) engine
-	$(PY) -m deploy $@ --stack $(STACK)
+preview: setup
+	$(PULUMI) preview --diff --stack $(STACK)
+
+up refresh destroy: setup
+	$(PULUMI) $@ --yes --stack $(STACK)
+
+outputs: setup
+	@$(PULUMI) stack output --json --stack $(STACK)
 
 # Prompt the stack's tuned endpoint: make try PROMPT="English: Good morning. Spanish:"
 PROMPT ?= English: Good morning. Spanish:
-try: $(VENV_STAMP) engine
-	$(PY) -m deploy try "$(PROMPT)" --stack $(STACK)
+try: setup
+	@. tools/pulumi/activate && \
+	  endpoint="$$(pulumi stack output tunedModelEndpointName --stack $(STACK))" && \
+	  emulator="$$(pulumi config get translation-tuning:emulatorEndpoint --stack $(STACK) 2>/dev/null || true)" && \
+	  if [ "$$emulator" = embedded ]; then emulator="$$($(PY) -m emulator.background start)"; fi && \
+	  $(PY) -m tuning generate "$$endpoint" "$(PROMPT)" $${emulator:+--emulator "$$emulator"} \
+	    --project "$$(pulumi config get gcp:project --stack $(STACK))" \
+	    --location "$$(pulumi config get gcp:region --stack $(STACK) 2>/dev/null || echo us-central1)"
 
 emulator-stop: $(VENV_STAMP)
-	$(PY) -m deploy emulator-stop
+	$(PY) -m emulator.background stop
 
 # Forget the local stack and the emulator's state (destroy first if you want the jobs cancelled).
 # Other stacks' state in .pulumi-state is left alone.
-clean-local: $(VENV_STAMP) engine
-	$(PY) -m deploy forget --stack local
-	$(PY) -m deploy emulator-stop
+clean-local: setup
+	-$(PULUMI) stack rm local --force --yes
+	$(PY) -m emulator.background stop
 	rm -rf .run

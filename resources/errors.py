@@ -9,12 +9,27 @@ import pulumi
 
 from tuning.errors import TuningError
 
+# The language host's contract: a program that exits with 32 has already shown its error, so the
+# engine adds nothing (exit 1 would add "program exited with non-zero exit code: 1").
+EXIT_ALREADY_REPORTED = 32
+
+
+class ProgramStopped(SystemExit):
+    """The program stopped after logging why; `__cause__` holds the TuningError.
+
+    A SystemExit, so the official runner neither wraps it in a traceback nor adds a line of its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(EXIT_ALREADY_REPORTED)
+
 
 @contextmanager
 def reported_without_traceback() -> Iterator[None]:
-    """Turn a TuningError (bad config key, bad dataset line) into `pulumi.RunError`, which the
-    runtime prints as its message alone; unexpected errors keep their traceback."""
+    """Log a TuningError (bad config key, bad dataset line) as one error line and stop the program;
+    unexpected errors keep their traceback."""
     try:
         yield
     except TuningError as error:
-        raise pulumi.RunError(str(error)) from error
+        pulumi.log.error(str(error))  # synchronous: no resource to resolve, so it is sent before the exit
+        raise ProgramStopped() from error
