@@ -60,17 +60,17 @@ try: setup
 	@. tools/pulumi/activate && \
 	  endpoint="$$(pulumi stack output tunedModelEndpointName --stack $(STACK))" && \
 	  emulator="$$(pulumi config get translation-tuning:emulatorEndpoint --stack $(STACK) 2>/dev/null || true)" && \
-	  if [ "$$emulator" = embedded ]; then emulator="$$($(PY) -m emulator.background start)"; fi && \
+	  if [ "$$emulator" = embedded ]; then emulator="$$($(PY) -m emulator.background start --project-dir "$(CURDIR)")"; fi && \
 	  $(PY) -m tuning generate "$$endpoint" "$(PROMPT)" $${emulator:+--emulator "$$emulator"} \
 	    --project "$$(pulumi config get gcp:project --stack $(STACK))" \
 	    --location "$$(pulumi config get gcp:region --stack $(STACK) 2>/dev/null || echo us-central1)"
 
 emulator-stop: $(VENV_STAMP)
-	$(PY) -m emulator.background stop
+	$(PY) -m emulator.background stop --project-dir "$(CURDIR)"
 
 # Forget the local stack and the emulator's state (destroy first if you want the jobs cancelled).
 # Other stacks' state in .pulumi-state is left alone.
 clean-local: setup
 	-$(PULUMI) stack rm local --force --yes
-	$(PY) -m emulator.background stop
+	$(PY) -m emulator.background stop --project-dir "$(CURDIR)"
 	rm -rf .run

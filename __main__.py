@@ -1,17 +1,20 @@
-"""The translation-tuning stack: read settings once, compose the component, export its outputs."""
+"""The translation-tuning stack: read settings once, start the embedded emulator if asked, compose, export."""
 
 from pathlib import Path
 
 import pulumi
 
 from resources.component import TranslationTuning
+from resources.embedded import start_embedded_emulator
 from resources.errors import reported_without_traceback
 from resources.settings import read_stack_settings
 
+PROJECT_DIR = Path(__file__).resolve().parent
+
 with reported_without_traceback():
     settings = read_stack_settings()
-    tuning = TranslationTuning("translation", settings, project_dir=Path(__file__).resolve().parent,
-                               stack=pulumi.get_stack())
+    start_embedded_emulator(settings, PROJECT_DIR)
+    tuning = TranslationTuning("translation", settings, project_dir=PROJECT_DIR, stack=pulumi.get_stack())
 
 pulumi.export("bucketName", tuning.bucket_name)
 pulumi.export("trainingDatasetUri", tuning.training_dataset.uri)

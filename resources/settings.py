@@ -14,8 +14,8 @@ from tuning.models import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPOR
 from tuning.rules import label_violations
 
 PROJECT_NAMESPACE = "translation-tuning"
-# `emulatorEndpoint: embedded` means: the project's entry point (make demo / python -m deploy) starts
-# the local emulator and substitutes its URL. Plain `pulumi up` needs a real URL.
+# `emulatorEndpoint: embedded` means: the program (and the provider plugin, in its own process) starts or
+# reuses the project's background emulator in `.run/emulator` and uses its URL; see resources/embedded.py.
 EMBEDDED = "embedded"
 
 

@@ -5,10 +5,12 @@ Providers are pickled into the state, so they keep only this plain value, never 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from pulumi.output import Unknown
 
+from resources.embedded import resolve_endpoint
 from tuning.client import ApiTarget
 
 # Pulumi's wire marker for a value unknown during preview; deserialised it becomes an `Unknown`.
@@ -27,14 +29,18 @@ def is_unknown(value: Any) -> bool:
 
 
 def target_from_config(config: Any) -> Optional[ApiTarget]:
-    """ApiTarget from a `pulumi.dynamic.Config` (or any object with `get(full_key)`); None without a project."""
+    """ApiTarget from a `pulumi.dynamic.Config` (or any object with `get(full_key)`); None without a project.
+
+    `embedded` starts or reuses the background emulator of the working directory, which the engine sets to
+    the program's folder when it starts the provider plugin.
+
+    Raises:
+        EmulatorError: the stack is `embedded` and the background emulator could not be started.
+    """
     project = config.get("gcp:project")
     if not project:
         return None
-    endpoint = config.get("translation-tuning:emulatorEndpoint") or None
-    if endpoint == "embedded":
-        raise ValueError("translation-tuning:emulatorEndpoint is 'embedded': run through `make demo` or "
-                         "`python -m deploy`, which start the emulator and fill in its URL")
+    endpoint = resolve_endpoint(config.get("translation-tuning:emulatorEndpoint") or None, Path.cwd())
     return ApiTarget(project=project, location=config.get("gcp:region") or "us-central1", emulator_endpoint=endpoint)
 
 

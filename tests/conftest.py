@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
 
+from emulator.background import BackgroundEmulator
 from emulator.server import RunningEmulator, serve_in_thread
 from emulator.settings import EmulatorSettings, TrainingSettings
 from tuning.client import ApiTarget, TuningApi
@@ -97,3 +100,36 @@ def configured_provider(provider_class, endpoint: str):
                                                          "translation-tuning:emulatorEndpoint": endpoint},
                                                         "translation-tuning")})())
     return provider
+
+
+def emulator_pids(data_dir: Path) -> list[int]:
+    """Every live process serving `python -m emulator` on `data_dir`, found through /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"emulator" in command and str(data_dir).encode() in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_background(project_dir: Path) -> None:
+    """Stop a project's background emulator, and kill any other left on its data dir by a failed test."""
+    emulator = BackgroundEmulator.for_project(project_dir)
+    emulator.stop()
+    for pid in emulator_pids(emulator.data_dir):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it ended on its own meanwhile
+
+
+@pytest.fixture
+def background_project(tmp_path: Path) -> Iterator[Path]:
+    """A project folder (tmp_path) whose background emulator, if the test starts one, is stopped afterwards."""
+    yield tmp_path
+    stop_background(tmp_path)

@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import runpy
+import shutil
+from pathlib import Path
+from typing import Iterator
 
 import pulumi
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from emulator.background import BackgroundEmulator
+from resources.errors import ProgramStopped
+from tests.conftest import REPO, stop_background
+from tuning.errors import ConfigError, DatasetError, EmulatorError, TuningError
+
+
+def make_project(folder: Path) -> Path:
+    """A copy of the program in `folder`: the `local` stack's background emulator then lives in
+    `folder/.run/emulator`, not in the repository's, and the test can stop it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "__main__.py", folder / "__main__.py")
+    (folder / "data").symlink_to(REPO / "data", target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One program copy for the module: `local` runs share its background emulator, stopped at the end."""
+    folder = make_project(tmp_path_factory.mktemp("program"))
+    yield folder
+    stop_background(folder)
+
 
 class RecordingMocks(pulumi.runtime.Mocks):
     """Records every registration; answers the one data source the GCP stacks call."""
@@ -34,7 +59,7 @@ def stack_config(stack: str) -> dict[str, str]:
             if isinstance(value, bool) else str(value) for key, value in values.items()}
 
 
-def run_program(stack: str, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> RecordingMocks:
+def run_program(stack: str, project: Path, **overrides: str) -> RecordingMocks:
     mocks = RecordingMocks()
     # pulumi.runtime.test runs on the current event loop; earlier tests (asyncio.run) may have closed it.
     loop = asyncio.new_event_loop()
@@ -46,7 +71,7 @@ def run_program(stack: str, monkeypatch: pytest.MonkeyPatch, **overrides: str) -
 
     @pulumi.runtime.test
     def program():
-        runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(project / "__main__.py"), run_name="__main__")
         return pulumi.Output.from_input(True)
 
     program()
@@ -58,8 +83,8 @@ def by_type(mocks: RecordingMocks, suffix: str) -> list[tuple[str, dict]]:
 
 
 @pytest.mark.parametrize("stack", ["local", "dev", "prod"])
-def test_each_stack_declares_datasets_and_one_tuning_job(stack, monkeypatch):
-    mocks = run_program(stack, monkeypatch)
+def test_each_stack_declares_datasets_and_one_tuning_job(stack, project):
+    mocks = run_program(stack, project)
     jobs = by_type(mocks, "vertex:TuningJob")
     datasets = by_type(mocks, "storage:TuningDataset")
     assert len(jobs) == 1
@@ -68,15 +93,15 @@ def test_each_stack_declares_datasets_and_one_tuning_job(stack, monkeypatch):
     assert job["baseModel"] == "translation-llm-002" and job["adapterSize"] == 4
 
 
-def test_local_stack_uses_the_emulator_bucket_not_pulumi_gcp(monkeypatch):
-    mocks = run_program("local", monkeypatch)
+def test_local_stack_uses_the_emulator_bucket_not_pulumi_gcp(project):
+    mocks = run_program("local", project)
     assert by_type(mocks, "storage:EmulatorBucket")
     assert not [typ for typ, _ in mocks.resources.values() if typ.startswith("gcp:")]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_gcp_stacks_grant_the_tuning_agent_read_access(stack, monkeypatch):
-    mocks = run_program(stack, monkeypatch)
+def test_gcp_stacks_grant_the_tuning_agent_read_access(stack, project):
+    mocks = run_program(stack, project)
     bucket = by_type(mocks, "gcp:storage/bucket:Bucket")[0][1]
     member = by_type(mocks, "gcp:storage/bucketIAMMember:BucketIAMMember")[0][1]
     assert bucket["uniformBucketLevelAccess"] is True and bucket["location"] == "US-CENTRAL1"
@@ -85,36 +110,63 @@ def test_gcp_stacks_grant_the_tuning_agent_read_access(stack, monkeypatch):
     assert member["member"] == "serviceAccount:service-123456789@gcp-sa-vertex-tune.iam.gserviceaccount.com"
 
 
-def test_prod_job_is_protected_and_does_not_wait(monkeypatch):
-    mocks = run_program("prod", monkeypatch)
+def test_prod_job_is_protected_and_does_not_wait(project):
+    mocks = run_program("prod", project)
     job = by_type(mocks, "vertex:TuningJob")[0][1]
     assert (job["waitForCompletion"], job["onDelete"]) == (False, "abandon")
 
 
-def test_dataset_paths_are_resolved_against_the_project(monkeypatch):
-    mocks = run_program("local", monkeypatch)
+def test_dataset_paths_are_resolved_against_the_project(project):
+    mocks = run_program("local", project)
     paths = sorted(inputs["path"] for _, inputs in by_type(mocks, "storage:TuningDataset"))
-    assert paths == [str(REPO / "data" / "train.jsonl"), str(REPO / "data" / "validation.jsonl")]
+    assert paths == [str(project / "data" / "train.jsonl"), str(project / "data" / "validation.jsonl")]
 
 
-def test_empty_validation_dataset_declares_no_validation_upload(monkeypatch):
-    mocks = run_program("local", monkeypatch, **{"translation-tuning:validationDataset": ""})
+def test_empty_validation_dataset_declares_no_validation_upload(project):
+    mocks = run_program("local", project, **{"translation-tuning:validationDataset": ""})
     assert [inputs["kind"] for _, inputs in by_type(mocks, "storage:TuningDataset")] == ["training"]
 
 
-def test_a_bad_config_value_stops_the_program_naming_the_key(monkeypatch):
-    from tuning.errors import ConfigError
+def stopped_program(stack: str, project: Path, caplog: pytest.LogCaptureFixture,
+                    **overrides: str) -> tuple[TuningError, list[str]]:
+    """Run a program that must stop on one of our errors: (that error, the error lines the program logged)."""
+    with pytest.raises(ProgramStopped) as stopped:
+        run_program(stack, project, **overrides)
+    return stopped.value.__cause__, [record.message for record in caplog.records if record.levelno >= logging.ERROR]
 
-    with pytest.raises(pulumi.RunError, match="translation-tuning:onDelete") as stopped:
-        run_program("local", monkeypatch, **{"translation-tuning:onDelete": "keep"})
-    assert isinstance(stopped.value.__cause__, ConfigError)
+
+def test_a_bad_config_value_stops_the_program_naming_the_key(project, caplog):
+    error, logged = stopped_program("local", project, caplog, **{"translation-tuning:onDelete": "keep"})
+    assert isinstance(error, ConfigError) and logged == [str(error)]
+    assert logged[0].startswith("translation-tuning:onDelete: ")
 
 
-def test_a_malformed_dataset_stops_the_program_before_any_resource(monkeypatch, tmp_path):
-    from tuning.errors import DatasetError
-
+def test_a_malformed_dataset_stops_the_program_before_any_resource(project, tmp_path, caplog):
     bad = tmp_path / "train.jsonl"
     bad.write_text('{"contents": []}\n')
-    with pytest.raises(pulumi.RunError, match=rf"{bad}:1: ") as stopped:
-        run_program("local", monkeypatch, **{"translation-tuning:trainingDataset": str(bad)})
-    assert isinstance(stopped.value.__cause__, DatasetError)
+    error, logged = stopped_program("local", project, caplog, **{"translation-tuning:trainingDataset": str(bad)})
+    assert isinstance(error, DatasetError) and logged == [str(error)]
+    assert logged[0].startswith(f"{bad}:1: ")
+
+
+def test_local_stack_starts_the_background_emulator_and_logs_its_console(project, caplog):
+    caplog.set_level(logging.INFO)
+    run_program("local", project)
+    url = BackgroundEmulator.for_project(project).running_endpoint()
+    assert url and f"emulator console: {url}/" in caplog.messages
+
+
+def test_gcp_stacks_start_no_emulator(tmp_path):
+    run_program("dev", make_project(tmp_path / "program"))
+    assert not (tmp_path / "program" / ".run").exists()
+
+
+def test_an_emulator_that_cannot_start_stops_the_program_naming_its_log(tmp_path, monkeypatch, caplog):
+    program = make_project(tmp_path / "program")
+    monkeypatch.setenv("TT_EMULATOR_MAX_JSON_BYTES", "not-a-number")
+    try:
+        error, logged = stopped_program("local", program, caplog)
+    finally:
+        stop_background(program)
+    assert isinstance(error, EmulatorError) and logged == [str(error)]
+    assert str(BackgroundEmulator.for_project(program).log_file) in logged[0]

@@ -4,7 +4,8 @@
     ├── ConfigError                  a stack config key or CLI argument is invalid (names the key)
     ├── DatasetError                 a dataset file breaks a rule (names file, line, field, rule)
     ├── ApiError                     Vertex AI / GCS answered with an error we do not retry
-    └── JobFailedError               the tuning job ended FAILED, CANCELLED or EXPIRED
+    ├── JobFailedError               the tuning job ended FAILED, CANCELLED or EXPIRED
+    └── EmulatorError                the background emulator did not start or does not answer (names its log)
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class JobFailedError(TuningError):
         super().__init__(f"tuning job {job_name} ended {state}: {message}")
         self.job_name = job_name
         self.state = state
+
+
+class EmulatorError(TuningError):
+    """The project's background emulator could not be started or reused; the message says where to look."""

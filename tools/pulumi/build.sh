@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provide the pinned Pulumi CLI and a Python language host offline; print the folder that holds them.
 #
-# Usage: build.sh [--locate]   (--locate: print the folder if it is ready, exit 3 if not; never builds)
+# Usage: build.sh [--locate]   (--locate: never build the CLI; exit 3 when there is none)
 #
 # Order of preference:
 #   1. PULUMI_BIN_DIR, if set and it holds a pulumi binary (used as it is).
@@ -73,10 +73,7 @@ if [ -n "${PULUMI_BIN_DIR:-}" ] && [ -x "$PULUMI_BIN_DIR/pulumi" ]; then
   echo "$PULUMI_BIN_DIR"; exit 0
 fi
 if [ -x "$bin_dir/pulumi" ]; then
-  if ! host_is_current; then
-    $locate_only && exit 3
-    install_host
-  fi
+  host_is_current || install_host  # quick: a copy, and the host's venv only when its requirements changed
   echo "$bin_dir"; exit 0
 fi
 if command -v pulumi >/dev/null 2>&1; then
