@@ -47,8 +47,14 @@ class Children:
         """SIGINT every running child's process group, then SIGKILL those still alive after the grace period."""
         with self._lock:
             running = list(self._running)
-        for child in running:
-            stop(child)
+        # One thread per child: stopping them one after the other would hold back the next child's SIGINT
+        # (and its SIGKILL) for as long as the previous one takes to exit, up to the grace period each.
+        stopping = [threading.Thread(target=stop, args=(child,), daemon=True, name=f"stop-{child.pid}")
+                    for child in running]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
 
 
 def stop(child: subprocess.Popen) -> None:

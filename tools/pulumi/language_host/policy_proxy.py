@@ -13,6 +13,7 @@ pack with that configuration, forwards ConfigureStack to it, then relays every o
 from __future__ import annotations
 
 import json
+import threading
 from concurrent import futures
 from typing import Any, Callable, Optional
 
@@ -28,6 +29,9 @@ FORWARDED = tuple(f"/{SERVICE}/{method.name}"
                   if f"/{SERVICE}/{method.name}" not in (CONFIGURE_STACK, HANDSHAKE))
 
 StackConfiguration = Optional[analyzer_pb2.AnalyzerStackConfigureRequest]
+# The pack printed its port once it was serving, so ConfigureStack answers at once; this only bounds a pack
+# that accepts the connection and never answers.
+CONFIGURE_TIMEOUT_SECONDS = 60.0
 
 
 class PolicyPackNotStarted(Exception):
@@ -40,6 +44,9 @@ class PolicyProxy(grpc.GenericRpcHandler):
     def __init__(self) -> None:
         self._configuration: futures.Future[StackConfiguration] = futures.Future()
         self._pack: futures.Future[grpc.Channel] = futures.Future()
+        # Calls, `attach` and `abort` race (the engine may close the stream while the pack starts): each future
+        # is settled once, under this lock.
+        self._lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="policy-proxy"),
                                    options=_GRPC_CHANNEL_OPTIONS)
         self._server.add_generic_rpc_handlers((self,))
@@ -61,24 +68,51 @@ class PolicyProxy(grpc.GenericRpcHandler):
         """Connect to the pack's Analyzer server, forward the stack configuration, then release waiting calls.
 
         Raises:
-            grpc.RpcError: the pack rejected ConfigureStack with an error other than UNIMPLEMENTED.
+            grpc.RpcError: the pack rejected ConfigureStack with an error other than UNIMPLEMENTED, or does not
+                serve on that port.
+            PolicyPackNotStarted: `abort` was called meanwhile (nobody will call the pack any more).
         """
+        if self._pack.done():
+            raise PolicyPackNotStarted("the policy pack's stream was closed while it started")
         channel = grpc.insecure_channel(f"127.0.0.1:{pack_port}", options=_GRPC_CHANNEL_OPTIONS)
-        configuration = self._configuration.result() if self._configuration.done() else None
+        configuration = None
+        if self._configuration.done() and not self._configuration.cancelled():
+            configuration = self._configuration.result()
         if configuration is not None:
             try:
-                channel.unary_unary(CONFIGURE_STACK)(configuration.SerializeToString(), wait_for_ready=True)
+                # Fail fast (no wait_for_ready): a port nobody serves must fail the stream, not hang it.
+                channel.unary_unary(CONFIGURE_STACK)(configuration.SerializeToString(),
+                                                     timeout=CONFIGURE_TIMEOUT_SECONDS)
             except grpc.RpcError as error:
                 if error.code() != grpc.StatusCode.UNIMPLEMENTED:  # older packs do not implement it
-                    self._pack.set_exception(error)
+                    channel.close()
+                    self._settle(exception=error)
                     raise
-        self._pack.set_result(channel)
+        if not self._settle(channel=channel):
+            channel.close()
+            raise PolicyPackNotStarted("the policy pack's stream was closed while it started")
 
     def abort(self, reason: str) -> None:
         """Fail every waiting and future call with `reason` (the pack could not start or has stopped)."""
-        self._configuration.cancel()
-        if not self._pack.done():
-            self._pack.set_exception(PolicyPackNotStarted(reason))
+        with self._lock:
+            self._configuration.cancel()
+        self._settle(exception=PolicyPackNotStarted(reason))
+
+    def _offer_configuration(self, configuration: StackConfiguration) -> None:
+        with self._lock:
+            if not self._configuration.done():
+                self._configuration.set_result(configuration)
+
+    def _settle(self, *, channel: Optional[grpc.Channel] = None, exception: Optional[BaseException] = None) -> bool:
+        """Give waiting calls the pack's channel or the error; False if they already had one."""
+        with self._lock:
+            if self._pack.done():
+                return False
+            if exception is not None:
+                self._pack.set_exception(exception)
+            else:
+                self._pack.set_result(channel)
+            return True
 
     def stop(self) -> None:
         self.abort("the policy pack has stopped")
@@ -99,15 +133,12 @@ class PolicyProxy(grpc.GenericRpcHandler):
         return None
 
     def _configure_stack(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        configuration = analyzer_pb2.AnalyzerStackConfigureRequest.FromString(request)
-        if not self._configuration.done():
-            self._configuration.set_result(configuration)
+        self._offer_configuration(analyzer_pb2.AnalyzerStackConfigureRequest.FromString(request))
         return analyzer_pb2.AnalyzerStackConfigureResponse().SerializeToString()
 
     def _forwarder(self, method: str) -> Callable[[bytes, grpc.ServicerContext], Any]:
         def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
-            if not self._configuration.done():
-                self._configuration.set_result(None)  # e.g. `pulumi policy publish` never configures a stack
+            self._offer_configuration(None)  # e.g. `pulumi policy publish` never configures a stack
             try:
                 channel = self._pack.result()
             except (PolicyPackNotStarted, grpc.RpcError, futures.CancelledError) as error:

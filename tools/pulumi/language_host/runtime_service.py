@@ -169,8 +169,9 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
             yield language_pb2.RunPluginResponse(stderr=f"could not start {command[0]}: {error}\n".encode())
             yield language_pb2.RunPluginResponse(exitcode=1)
             return
-        context.add_callback(lambda: threading.Thread(target=stop, args=(child,), daemon=True).start())
         try:
+            if not context.add_callback(lambda: threading.Thread(target=stop, args=(child,), daemon=True).start()):
+                return  # the engine closed the stream already: nobody reads the plugin (finally stops it)
             for stream, line in stream_lines(child):
                 yield language_pb2.RunPluginResponse(**{stream: line})
             yield language_pb2.RunPluginResponse(exitcode=self.children.wait(child))
@@ -182,8 +183,10 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
                          context: grpc.ServicerContext) -> Iterator[language_pb2.RunPluginResponse]:
         proxy = PolicyProxy()
         child = None
-        context.add_callback(lambda: proxy.abort("the engine closed the policy pack's stream"))
         try:
+            # add_callback is False when the stream has ended already; the callbacks would never run.
+            if not context.add_callback(lambda: proxy.abort("the engine closed the policy pack's stream")):
+                return
             yield language_pb2.RunPluginResponse(stdout=f"{proxy.port}\n".encode())
             try:
                 configuration = proxy.await_configuration()
@@ -198,7 +201,8 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
                 yield language_pb2.RunPluginResponse(stderr=f"could not start {command[0]}: {error}\n".encode())
                 yield language_pb2.RunPluginResponse(exitcode=1)
                 return
-            context.add_callback(lambda: threading.Thread(target=stop, args=(child,), daemon=True).start())
+            if not context.add_callback(lambda: threading.Thread(target=stop, args=(child,), daemon=True).start()):
+                return
             attached = False
             for stream, line in stream_lines(child):
                 if stream == "stdout" and not attached:
@@ -212,6 +216,8 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
                         yield language_pb2.RunPluginResponse(
                             stderr=f"policy pack configuration failed: {error.details()}\n".encode())
                         stop(child)
+                    except PolicyPackNotStarted:
+                        stop(child)  # the engine closed the stream while the pack started: nobody will call it
                     attached = True
                     continue
                 yield language_pb2.RunPluginResponse(**{stream: line})
