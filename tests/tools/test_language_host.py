@@ -485,3 +485,25 @@ def test_stream_closed_while_the_pack_starts_ends_quietly(host: HostProcess, fak
     assert wait_until(lambda: not process_exists(int(ready.read_text())), timeout=15)
     assert host.stub.GetPluginInfo(empty_pb2.Empty(), timeout=10).version == pinned_version()
     assert "Traceback" not in host.stderr()[stderr_before:]
+
+
+def test_a_host_whose_engine_is_gone_stops_its_program_and_exits(bin_dir: Path, tmp_path: Path) -> None:
+    # The engine killed without a word (SIGKILL, a lost CI runner) must not leave the host and its program
+    # running as orphans.
+    engine = FakeEngine()
+    orphan = HostProcess(bin_dir, engine.address, tmp_path, tmp_path / "host.stderr")
+    started = tmp_path / "started"
+    program = write_program(tmp_path / "program", f"""\
+import os, pathlib, time
+pathlib.Path({str(started)!r}).write_text(str(os.getpid()))
+time.sleep(120)
+""")
+    in_background(run, orphan, engine, program, timeout=150)
+    assert wait_until(lambda: started.exists() and started.read_text(), timeout=30), "the program never started"
+    pid = int(started.read_text())
+    engine.stop()
+    assert wait_until(lambda: orphan.process.poll() is not None, timeout=30), "the host outlived its engine"
+    assert orphan.process.returncode == 0
+    assert wait_until(lambda: not process_exists(pid), timeout=10), "the program outlived its host"
+    # (The program's own KeyboardInterrupt may follow on the shared stderr: nobody is left to read it.)
+    assert f"the engine at {engine.address} is gone; stopping" in orphan.stderr()

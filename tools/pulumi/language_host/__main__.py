@@ -4,7 +4,8 @@ The engine starts it as `pulumi-language-python [--logtostderr] [-v=N] [--tracin
 in the program directory, reads the port from the first stdout line, and drives the LanguageRuntime
 service over gRPC. Programs run through the official `pulumi-language-python-exec` runner, which is
 installed beside this folder. The engine ends the host with SIGINT: it then stops its children and
-exits quietly.
+exits quietly. If the engine dies without saying so (SIGKILL, a lost CI runner), the host notices
+that its engine no longer answers and ends the same way, instead of living on as an orphan.
 """
 
 from __future__ import annotations
@@ -27,6 +28,23 @@ from runtime_service import LanguageHost
 HOST_DIR = Path(__file__).resolve().parent
 # One host instance serves Run, every policy pack's RunPlugin stream and unary calls at once.
 WORKERS = 32
+ENGINE_CHECK_SECONDS = 5.0
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+def watch_engine(address: str, stopping: threading.Event) -> None:
+    """Set `stopping` once the engine at `address` stops answering (its process is gone)."""
+    channel = grpc.insecure_channel(address, options=_GRPC_CHANNEL_OPTIONS)
+    check = channel.unary_unary(HEALTH_CHECK)  # raw bytes: an empty HealthCheckRequest is b""
+    while not stopping.wait(ENGINE_CHECK_SECONDS):
+        try:
+            check(b"", timeout=ENGINE_CHECK_SECONDS)
+        except grpc.RpcError as error:
+            # Any answer, even UNIMPLEMENTED, means the engine is alive (the Go plugins' rule).
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                logging.getLogger("pulumi-language-python").warning("the engine at %s is gone; stopping", address)
+                stopping.set()
+    channel.close()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -67,6 +85,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         # The engine sends SIGINT at close: stop without a KeyboardInterrupt traceback in its output.
         signal.signal(sig, lambda *_: stopping.set())
     print(port, flush=True)
+    threading.Thread(target=watch_engine, args=(args.engine_address, stopping), daemon=True,
+                     name="engine-watch").start()
     stopping.wait()
     host.children.cancel_all()
     server.stop(grace=2).wait()

@@ -1,8 +1,11 @@
-"""Child processes of the host: started in their own process group, streamed line by line, cancellable."""
+"""Child processes of the host: streamed line by line, cancellable.
+
+Children stay in the host's process group (as with the Go host): when the engine kills that group,
+after a crash or a lost deploy, a running program or policy pack goes with it instead of living on.
+"""
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -21,14 +24,14 @@ class Children:
         self._running: set[subprocess.Popen] = set()
 
     def start(self, command: Sequence[str], *, cwd: str, env: dict[str, str], capture: bool) -> subprocess.Popen:
-        """Start `command` in its own process group; with `capture`, its stdout and stderr are pipes.
+        """Start `command`; with `capture`, its stdout and stderr are pipes.
 
         Raises:
             OSError: the executable could not be started.
         """
         pipe = subprocess.PIPE if capture else None
         child = subprocess.Popen(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=pipe,
-                                 stderr=pipe, start_new_session=True)
+                                 stderr=pipe)
         with self._lock:
             self._running.add(child)
         return child
@@ -44,7 +47,7 @@ class Children:
             self.forget(child)
 
     def cancel_all(self) -> None:
-        """SIGINT every running child's process group, then SIGKILL those still alive after the grace period."""
+        """SIGINT every running child, then SIGKILL those still alive after the grace period."""
         with self._lock:
             running = list(self._running)
         # One thread per child: stopping them one after the other would hold back the next child's SIGINT
@@ -58,22 +61,15 @@ class Children:
 
 
 def stop(child: subprocess.Popen) -> None:
-    """SIGINT the child's process group; SIGKILL it if it has not exited within KILL_AFTER_SECONDS."""
+    """SIGINT the child; SIGKILL it if it has not exited within KILL_AFTER_SECONDS."""
     if child.poll() is not None:
         return
-    _signal_group(child, signal.SIGINT)
+    child.send_signal(signal.SIGINT)
     try:
         child.wait(timeout=KILL_AFTER_SECONDS)
     except subprocess.TimeoutExpired:
-        _signal_group(child, signal.SIGKILL)
+        child.kill()
         child.wait()
-
-
-def _signal_group(child: subprocess.Popen, sig: signal.Signals) -> None:
-    try:
-        os.killpg(child.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def stream_lines(child: subprocess.Popen, stdout: Optional[IO[bytes]] = None) -> Iterator[tuple[str, bytes]]:
