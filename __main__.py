@@ -25,3 +25,6 @@ pulumi.export("tunedModelName", tuning.job.tunedModelName)
 pulumi.export("tunedModelEndpointName", tuning.job.tunedModelEndpointName)
 pulumi.export("experiment", tuning.job.experiment)
 pulumi.export("metrics", tuning.job.metrics)
+# {uri, examples, estimatedTokens, bytes, sha256}; everything but `uri` is known during preview.
+pulumi.export("trainingDataset", tuning.training_dataset.facts())
+pulumi.export("validationDataset", tuning.validation_dataset.facts() if tuning.validation_dataset else None)

@@ -11,12 +11,30 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
     ResourceProvider, UpdateResult
 
 from resources.target import TargetedProvider, is_unknown
-from tuning.dataset import validate_file
+from tuning.dataset import DatasetReport, estimate_tokens, validate_file
 from tuning.storage import StorageApi, dataset_object_name
 
 # Inputs whose change means a different object: replace. `path` is not one: moving the file is not new data.
 _REPLACE_ON = ("bucket", "prefix", "kind", "sha256")
-_OUTPUTS = ("uri", "objectName", "sha256", "exampleCount", "bytes")
+_OUTPUTS = ("uri", "objectName", "sha256", "exampleCount", "bytes", "estimatedTokens")
+# Facts about the file that `check` computes, so that they are known during preview.
+_FACTS = ("sha256", "exampleCount", "bytes", "estimatedTokens")
+
+
+def _facts(report: DatasetReport) -> dict[str, Any]:
+    return {"sha256": report.sha256, "exampleCount": report.example_count, "bytes": report.bytes,
+            "estimatedTokens": estimate_tokens(report.total_characters)}
+
+
+def _missing_facts(props: dict[str, Any]) -> dict[str, Any]:
+    """The facts a dataset recorded before they existed lacks (`estimatedTokens`), from its file if the file
+    still holds the uploaded content; none otherwise."""
+    if all(props.get(key) is not None for key in _FACTS):
+        return {}
+    report = validate_file(props["path"], kind=props["kind"])
+    if report.sha256 != props.get("sha256"):  # changed or gone: the next up replaces the dataset anyway
+        return {}
+    return {key: value for key, value in _facts(report).items() if props.get(key) is None}
 
 
 class TuningDatasetArgs(TypedDict):
@@ -46,11 +64,12 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
             return CheckResult(news, [CheckFailure("path", str(problem)) for problem in report.problems[:20]])
         for warning in report.warnings:
             pulumi.log.warn(f"{path}: {warning}")
-        return CheckResult({**news, "sha256": report.sha256, "exampleCount": report.example_count,
-                            "bytes": report.bytes}, [])
+        return CheckResult({**news, **_facts(report)}, [])
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in _REPLACE_ON if olds.get(key) != news.get(key)]
+        # A fact the state lacks (a dataset created before the fact existed) is no change: an update would leave
+        # `uri` unknown during preview, and so show the job as replaced. `pulumi refresh` records it (read).
         changes = bool(replaces) or olds.get("path") != news.get("path")
         # A moved file with the same content is an in-place update: the outputs stay as they are,
         # so preview does not show the job that uses `uri` as replaced.
@@ -67,7 +86,7 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not StorageApi(self.target).object_exists(props["bucket"], props["objectName"]):
             return ReadResult("", {})
-        return ReadResult(id_, props)
+        return ReadResult(id_, {**props, **_missing_facts(props)})
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**olds, "path": news["path"]})
@@ -77,14 +96,21 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
 
 
 class TuningDataset(Resource, module="storage", name="TuningDataset"):
-    """A validated dataset object; outputs `uri`, `sha256`, `exampleCount`, `bytes`."""
+    """A validated dataset object; outputs `uri`, `sha256`, `exampleCount`, `bytes`, `estimatedTokens`."""
 
     uri: pulumi.Output[str]
     sha256: pulumi.Output[str]
     exampleCount: pulumi.Output[int]  # noqa: N815 (output names are the wire names)
     bytes: pulumi.Output[int]
+    estimatedTokens: pulumi.Output[int]  # noqa: N815
+    """Estimated tokens of the whole file (characters / 4, as the per-example limit is estimated)."""
 
     def __init__(self, name: str, args: TuningDatasetArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__(TuningDatasetProvider(), name,
-                         {**args, "uri": None, "sha256": None, "exampleCount": None, "bytes": None,
-                          "objectName": None}, opts)
+                         {**args, **{key: None for key in _OUTPUTS}}, opts)
+
+    def facts(self) -> dict[str, pulumi.Output[Any]]:
+        """The dataset as the stack exports it. A dict of outputs, not one output: `examples`,
+        `estimatedTokens`, `bytes` and `sha256` are known during preview, `uri` only after the upload."""
+        return {"uri": self.uri, "examples": self.exampleCount, "estimatedTokens": self.estimatedTokens,
+                "bytes": self.bytes, "sha256": self.sha256}

@@ -15,8 +15,10 @@ import pytest
 import yaml
 
 from emulator.background import BackgroundEmulator
+from resources.dataset import TuningDatasetProvider
 from resources.errors import ProgramStopped
 from tests.conftest import REPO, stop_background
+from tuning.dataset import estimate_tokens, validate_file
 from tuning.errors import ConfigError, DatasetError, EmulatorError, TuningError
 
 
@@ -38,14 +40,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Records every registration; answers the one data source the GCP stacks call."""
+    """Records every registration and the stack's exports; answers the one data source the GCP stacks call.
+
+    A TuningDataset's outputs are what its provider's check computes from the file, plus a made-up `uri`.
+    """
 
     def __init__(self) -> None:
         self.resources: dict[str, tuple[str, dict]] = {}
+        self.exports: dict[str, object] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources[args.name] = (args.typ, dict(args.inputs))
-        return f"{args.name}-id", dict(args.inputs)
+        outputs = dict(args.inputs)
+        if args.typ.endswith("storage:TuningDataset"):
+            outputs.update(TuningDatasetProvider().check({}, outputs).inputs, uri=f"gs://mock/{args.name}")
+        return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == "gcp:organizations/getProject:getProject":
@@ -72,7 +81,8 @@ def run_program(stack: str, project: Path, **overrides: str) -> RecordingMocks:
     @pulumi.runtime.test
     def program():
         runpy.run_path(str(project / "__main__.py"), run_name="__main__")
-        return pulumi.Output.from_input(True)
+        exported = dict(pulumi.runtime.get_root_resource().outputs)
+        return pulumi.Output.from_input(exported).apply(mocks.exports.update)
 
     program()
     return mocks
@@ -91,6 +101,31 @@ def test_each_stack_declares_datasets_and_one_tuning_job(stack, project):
     assert sorted(inputs["kind"] for _, inputs in datasets) == ["training", "validation"]
     job = jobs[0][1]
     assert job["baseModel"] == "translation-llm-002" and job["adapterSize"] == 4
+
+
+def dataset_facts(path: Path, kind: str, uri: str) -> dict:
+    report = validate_file(path, kind=kind)
+    return {"uri": uri, "examples": report.example_count, "estimatedTokens": estimate_tokens(report.total_characters),
+            "bytes": report.bytes, "sha256": report.sha256}
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "prod"])
+def test_each_stack_exports_the_facts_of_its_datasets(stack, project):
+    exports = run_program(stack, project).exports
+    assert exports["trainingDataset"] == dataset_facts(project / "data" / "train.jsonl", "training",
+                                                       "gs://mock/translation-training-data")
+    assert exports["validationDataset"] == dataset_facts(project / "data" / "validation.jsonl", "validation",
+                                                         "gs://mock/translation-validation-data")
+    # The outputs that were there before stay.
+    assert exports["trainingDatasetUri"] == exports["trainingDataset"]["uri"]
+    assert {"bucketName", "validationDatasetUri", "tuningJobName", "state", "tunedModelName",
+            "tunedModelEndpointName", "experiment", "metrics"} <= set(exports)
+
+
+def test_without_a_validation_set_its_output_is_none(project):
+    exports = run_program("local", project, **{"translation-tuning:validationDataset": ""}).exports
+    assert exports["validationDataset"] is None and exports["validationDatasetUri"] is None
+    assert exports["trainingDataset"]["examples"] == len((project / "data" / "train.jsonl").read_text().splitlines())
 
 
 def test_local_stack_uses_the_emulator_bucket_not_pulumi_gcp(project):

@@ -11,6 +11,7 @@ import requests
 from emulator.server import serve_in_thread
 from tests.conftest import REPO, emulator_settings
 from tests.e2e.cli import make_project
+from tuning.dataset import estimate_tokens, validate_file
 
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 POLICY_PACK = str(REPO / "policy")
@@ -50,6 +51,11 @@ def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, fast_em
                                        "train_num_predictions", "eval_total_loss",
                                        "eval_fraction_of_correct_next_step_preds", "eval_num_predictions"}
     assert outputs["trainingDatasetUri"].startswith(f"gs://{outputs['bucketName']}/datasets/training/")
+    for kind, name in (("training", "train.jsonl"), ("validation", "validation.jsonl")):
+        report = validate_file(project.dir / "data" / name, kind=kind)
+        assert outputs[f"{kind}Dataset"] == {
+            "uri": outputs[f"{kind}DatasetUri"], "examples": report.example_count, "bytes": report.bytes,
+            "estimatedTokens": estimate_tokens(report.total_characters), "sha256": report.sha256}
 
     project.run("preview", "--expect-no-changes")
     project.run("up", "--yes")

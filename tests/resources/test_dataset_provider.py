@@ -9,8 +9,6 @@ from resources.dataset import TuningDatasetProvider
 from tests.conftest import SAMPLE_TRAIN, configured_provider
 
 
-
-
 def checked(provider: TuningDatasetProvider, path) -> dict:
     result = provider.check({}, {"path": str(path), "kind": "training", "bucket": "data-bucket",
                                  "prefix": "datasets"})
@@ -25,10 +23,32 @@ def objects(endpoint: str) -> list[str]:
 
 def test_check_fingerprints_a_valid_file():
     import hashlib
+    import json
 
     inputs = checked(TuningDatasetProvider(), SAMPLE_TRAIN)
     assert inputs["sha256"] == hashlib.sha256(SAMPLE_TRAIN.read_bytes()).hexdigest()
     assert inputs["exampleCount"] == len(SAMPLE_TRAIN.read_text().splitlines())
+    assert inputs["bytes"] == SAMPLE_TRAIN.stat().st_size
+    # Estimated as the per-example limit is: all text characters of the file / 4, rounded up.
+    characters = sum(len(part["text"]) for line in SAMPLE_TRAIN.read_text().splitlines()
+                     for turn in json.loads(line)["contents"] for part in turn["parts"])
+    assert inputs["estimatedTokens"] == -(-characters // 4) > 0
+
+
+def test_a_dataset_recorded_without_a_fact_is_no_change_and_refresh_records_the_fact(emulator, dataset_files):
+    """State written before `estimatedTokens` existed. An update would leave `uri` unknown during preview (so the
+    job would show as replaced; on prod, protected, the preview would fail): the diff is none, and refresh
+    (read) records the fact while the file still holds the uploaded content."""
+    configured_provider(EmulatorBucketProvider, emulator.url).create({"name": "data-bucket", "location": "US-CENTRAL1"})
+    provider = configured_provider(TuningDatasetProvider, emulator.url)
+    train, _ = dataset_files
+    news = checked(provider, train)
+    legacy = {key: value for key, value in provider.create(news).outs.items() if key != "estimatedTokens"}
+    assert provider.diff("id", legacy, news).changes is False
+
+    assert provider.read("id", legacy).outs == {**legacy, "estimatedTokens": news["estimatedTokens"]}
+    train.write_text(train.read_text() + train.read_text().splitlines()[0] + "\n")  # new content: no fact from it
+    assert provider.read("id", legacy).outs == legacy
 
 
 def test_check_names_the_file_and_line_of_each_problem(tmp_path):
