@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from google.cloud import aiplatform_v1beta1
@@ -12,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from emulator.errors import InvalidArgument, NotFound
+from emulator.clock import now_rfc3339
+from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
 from emulator.gcs import ObjectStore
 from emulator.list_filter import parse_filter
 from emulator.requests import page_size, page_token, read_json
@@ -24,6 +27,9 @@ from tuning.models import TuningJob
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
+# The official REST clients poll operations under `/ui/` (the first URI of GetOperation in their http options),
+# the REST reference documents `/v1/`: both are served.
+OPERATION_PREFIXES = (*API_VERSIONS, "ui")
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -52,9 +58,19 @@ class VertexApi:
                 Route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
                 Route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
                 Route("GET", f"{p}/models/{{model}}", self.get_model),
+                Route("DELETE", f"{p}/models/{{model}}", self.delete_model),
                 Route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
+                Route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
+                Route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
                 Route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
             ]
+        for prefix in OPERATION_PREFIXES:
+            p = f"/{prefix}/projects/{{project}}/locations/{{location}}"
+            for resource in ("endpoints/{endpoint}", "models/{model}"):
+                table += [
+                    Route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
+                    Route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
+                ]
         return table
 
     async def create_tuning_job(self, request: Request, project: str, location: str) -> JSONResponse:
@@ -120,28 +136,111 @@ class VertexApi:
 
     async def get_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
         record = self.backend.tuned_model(project, location, model)
-        return JSONResponse({
+        body: dict[str, Any] = {
             "name": record.model_name.split("@")[0], "displayName": record.display_name, "versionId": "1",
             "versionAliases": ["default"], "createTime": record.create_time, "updateTime": record.create_time,
-            "deployedModels": [{"endpoint": record.endpoint_name, "deployedModelId": record.id}],
             "labels": {"google-vertex-llm-tuning-job-id": record.job_id},
-        })
+        }
+        if record.deployed:
+            body["deployedModels"] = [{"endpoint": record.endpoint_name, "deployedModelId": record.id}]
+        return JSONResponse(body)
 
     async def get_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
+        """The endpoint; once its model is undeployed, without `deployedModels` and `trafficSplit` (as Vertex AI
+        omits empty fields)."""
         record = self.backend.tuned_model_by_endpoint(project, location, endpoint)
-        return JSONResponse({
-            "name": record.endpoint_name, "displayName": record.display_name, "createTime": record.create_time,
-            "deployedModels": [{"id": record.id, "model": record.model_name.split("@")[0], "modelVersionId": "1",
-                                "displayName": record.display_name, "createTime": record.create_time}],
-            "trafficSplit": {record.id: 100},
-        })
+        body: dict[str, Any] = {"name": record.endpoint_name, "displayName": record.display_name,
+                                "createTime": record.create_time,
+                                "updateTime": record.undeploy_time or record.create_time}
+        if record.deployed:
+            body["deployedModels"] = [{"id": record.id, "model": record.model_name.split("@")[0],
+                                       "modelVersionId": "1", "displayName": record.display_name,
+                                       "createTime": record.create_time}]
+            body["trafficSplit"] = {record.id: 100}
+        return JSONResponse(body)
+
+    async def undeploy_model(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
+        """endpoints.undeployModel: body `{"deployedModelId": ID}` (`trafficSplit` is accepted and has nothing to
+        apply to: an emulated endpoint holds one deployed model, and undeploying the last one always leaves the
+        split empty, as on Vertex AI). Answers a long-running operation, already done."""
+        body = await read_json(request, self.max_json_bytes)
+        message = _parse_body(body, aiplatform_v1beta1.UndeployModelRequest)
+        if not message.deployed_model_id:
+            raise InvalidArgument("deployedModelId is required: the id of the DeployedModel to undeploy, as "
+                                  "listed in the Endpoint's deployedModels[].id.")
+        record = self.backend.undeploy_model(project, location, endpoint, message.deployed_model_id)
+        version = _api_version(request)
+        return JSONResponse(self.backend.insert_operation(record.endpoint_name, _done_operation(
+            version, "UndeployModelOperationMetadata", f"google.cloud.aiplatform.{version}.UndeployModelResponse")))
+
+    async def delete_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
+        """endpoints.delete: FAILED_PRECONDITION while a model is deployed on it; a done operation otherwise."""
+        record = self.backend.delete_endpoint(project, location, endpoint)
+        return JSONResponse(self.backend.insert_operation(record.endpoint_name, _done_operation(
+            _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
+
+    async def delete_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
+        """models.delete: FAILED_PRECONDITION while it is deployed; a done operation otherwise. The trained
+        weights are removed from the data dir."""
+        record = self.backend.delete_model(project, location, model)
+        await run_in_threadpool(self._remove_model_files, record.model_dir)
+        return JSONResponse(self.backend.insert_operation(record.model_name.split("@")[0], _done_operation(
+            _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
+
+    async def get_operation(self, request: Request, project: str, location: str, operation: str,
+                            **resource: str) -> JSONResponse:
+        return JSONResponse(self.backend.operation(_operation_name(request)))
+
+    async def wait_operation(self, request: Request, project: str, location: str, operation: str,
+                             **resource: str) -> JSONResponse:
+        """operations.wait: every emulated operation is done when it is returned, so there is nothing to wait for."""
+        await read_json(request, self.max_json_bytes)
+        return JSONResponse(self.backend.operation(_operation_name(request).removesuffix(":wait")))
+
+    def _remove_model_files(self, model_dir: str) -> None:
+        """Delete a deleted model's weights, only ever inside the runner's work dir."""
+        path = Path(model_dir).resolve()
+        if path.is_relative_to(self.runner.work_dir.resolve()) and path != self.runner.work_dir.resolve():
+            shutil.rmtree(path, ignore_errors=True)
 
     async def generate_content(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         body = await read_json(request, self.max_json_bytes)
         record = self.backend.tuned_model_by_endpoint(project, location, endpoint)
+        if not record.deployed:
+            # What Vertex AI answers for an endpoint whose models were all undeployed: the endpoint exists (so not
+            # NOT_FOUND, which the emulator keeps for a missing or deleted endpoint) but cannot serve.
+            raise FailedPrecondition(f"Endpoint {record.endpoint_name} has no deployed model to serve the "
+                                     "request; deploy one, or use another endpoint.")
         model = await run_in_threadpool(self.models.get, record.model_dir)
         response = await run_in_threadpool(generate_content, model, body, record.model_name)
         return JSONResponse(response)
+
+
+def _parse_body(body: dict[str, Any], message_class: Any) -> Any:
+    """The body as the official proto parser reads it: unknown fields and wrong types are INVALID_ARGUMENT."""
+    try:
+        return json_format.ParseDict(body, message_class.pb(message_class()))
+    except json_format.ParseError as error:
+        raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
+
+
+def _api_version(request: Request) -> str:
+    """`v1` or `v1beta1`, from the path: the operation's `@type`s name the messages of the version called."""
+    return request.url.path.split("/")[1]
+
+
+def _operation_name(request: Request) -> str:
+    """`projects/.../operations/ID` from `/{v1|v1beta1|ui}/projects/.../operations/ID`."""
+    return request.url.path.split("/", 2)[2]
+
+
+def _done_operation(version: str, metadata_type: str, response_type: str) -> dict[str, Any]:
+    """A long-running operation that is already done (the emulator applies every change at once)."""
+    now = now_rfc3339()
+    return {"metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.{version}.{metadata_type}",
+                         "genericMetadata": {"createTime": now, "updateTime": now}},
+            "done": True,
+            "response": {"@type": f"type.googleapis.com/{response_type}"}}
 
 
 def _first_error(error: Exception) -> str:

@@ -1,7 +1,11 @@
-"""`python -m tuning jobs ...` and `python -m tuning generate ...`: the API from the command line.
+"""`python -m tuning jobs|generate|endpoints|models ...`: the API from the command line.
 
 Target: `--project` (or GOOGLE_CLOUD_PROJECT), `--location` (us-central1), and `--emulator URL`
 (or TT_EMULATOR_ENDPOINT) to talk to the local emulator instead of Vertex AI.
+
+`endpoints undeploy|delete` and `models delete` clean up what a succeeded job leaves behind (its endpoint and
+tuned model outlive it, and cost money): one stdout line per action done, one `error: ...` line and exit 1 when
+the service refuses.
 """
 
 from __future__ import annotations
@@ -9,17 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from tuning.client import ApiTarget, TuningApi
 from tuning.errors import ApiError, ConfigError
+from tuning.models_api import ModelsApi
 from tuning.prediction import PredictionApi
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def add_api_commands(commands: argparse._SubParsersAction) -> None:
-    """Register `jobs` (list/get/cancel/metrics) and `generate` on the top-level subparsers."""
+    """Register `jobs` (list/get/cancel/metrics), `generate`, `endpoints` (undeploy/delete) and `models` (delete)
+    on the top-level subparsers."""
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
                         help="GCP project (default: $GOOGLE_CLOUD_PROJECT)")
@@ -45,11 +52,46 @@ def add_api_commands(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--temperature", type=float, default=0.0)
     generate.set_defaults(handler=_generate)
 
+    endpoints = commands.add_parser("endpoints", help="undeploy or delete a tuned endpoint")
+    actions = endpoints.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, handler, text in (
+            ("undeploy", _undeploy_endpoint, "undeploy every model deployed on the endpoint (it stops serving "
+                                             "and stops costing serving nodes; the endpoint stays)"),
+            ("delete", _delete_endpoint, "undeploy every model deployed on the endpoint, then delete it")):
+        action = actions.add_parser(name, parents=[target], help=text, description=text)
+        action.add_argument("endpoint", metavar="ENDPOINT",
+                            help="projects/P/locations/L/endpoints/ID (a job's tunedModel.endpoint), or ID")
+        action.set_defaults(handler=handler)
+
+    models = commands.add_parser("models", help="delete a tuned model")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    text = "delete a tuned model (undeploy it first, or delete its endpoint)"
+    delete = actions.add_parser("delete", parents=[target], help=text, description=text)
+    delete.add_argument("model", metavar="MODEL",
+                        help="projects/P/locations/L/models/ID[@1] (a job's tunedModel.model), or ID")
+    delete.set_defaults(handler=_delete_model)
+
 
 def _target(args: argparse.Namespace) -> ApiTarget:
     if not args.project:
         raise ConfigError("--project", "is required (or set GOOGLE_CLOUD_PROJECT)")
     return ApiTarget(project=args.project, location=args.location, emulator_endpoint=args.emulator)
+
+
+def _resource_name(args: argparse.Namespace, collection: str, value: str) -> str:
+    """`value` as a full resource name: an ID is completed with the target's project and location.
+
+    A full name must be in the target's location: Vertex AI serves each region on its own host.
+    """
+    if re.fullmatch(r"[A-Za-z0-9_-]+(@[A-Za-z0-9_-]+)?", value):
+        return f"{_target(args).parent}/{collection}/{value}"
+    found = re.fullmatch(rf"projects/[^/]+/locations/([^/]+)/{collection}/[^/@]+(@[A-Za-z0-9_-]+)?", value)
+    if found is None:
+        raise ConfigError(collection.rstrip("s").upper(),
+                          f"expected projects/P/locations/L/{collection}/ID or an ID, got {value!r}")
+    if found.group(1) != args.location:
+        raise ConfigError("--location", f"{value} is in {found.group(1)}; pass --location {found.group(1)}")
+    return value
 
 
 def _reporting_errors(run):
@@ -104,4 +146,35 @@ def _generate(args: argparse.Namespace) -> int:
     print(reply.text)
     print(f"finish: {reply.finish_reason}, tokens: {reply.prompt_token_count} prompt + "
           f"{reply.candidates_token_count} output", file=sys.stderr)
+    return EXIT_OK
+
+
+@_reporting_errors
+def _undeploy_endpoint(args: argparse.Namespace) -> int:
+    endpoint = _resource_name(args, "endpoints", args.endpoint)
+    undeployed = 0
+    for deployed_model_id in ModelsApi(_target(args)).undeploy_all(endpoint):
+        print(f"undeployed {deployed_model_id} from {endpoint}", flush=True)
+        undeployed += 1
+    if not undeployed:
+        print(f"no model is deployed on {endpoint}", file=sys.stderr)
+    return EXIT_OK
+
+
+@_reporting_errors
+def _delete_endpoint(args: argparse.Namespace) -> int:
+    endpoint = _resource_name(args, "endpoints", args.endpoint)
+    api = ModelsApi(_target(args))
+    for deployed_model_id in api.undeploy_all(endpoint):
+        print(f"undeployed {deployed_model_id} from {endpoint}", flush=True)
+    api.delete_endpoint(endpoint)
+    print(f"deleted {endpoint}")
+    return EXIT_OK
+
+
+@_reporting_errors
+def _delete_model(args: argparse.Namespace) -> int:
+    model = _resource_name(args, "models", args.model)
+    ModelsApi(_target(args)).delete_model(model)
+    print(f"deleted {model}")
     return EXIT_OK

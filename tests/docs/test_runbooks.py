@@ -107,15 +107,16 @@ def test_drift_found(tmp_path):
         assert client.bucket(bucket).blob(restored["trainingDatasetUri"].partition(f"{bucket}/")[2]).exists()
 
 
-def test_tuned_model_clean_up_finds_the_model_and_endpoint(tmp_path):
+def test_tuned_model_clean_up(tmp_path):
     with serve_in_thread(emulator_settings(tmp_path / "emulator")) as emulator:
         project = make_project(tmp_path, emulator.url)
         project.run("up", "--yes")
         outputs = project.outputs()
         result = run_runbook("tuned-model-clean-up", project, emulator.url)
-        assert result.stdout.split() == [outputs["tunedModelName"], outputs["tunedModelEndpointName"]]
-        model = requests.get(f"{emulator.url}/v1/{outputs['tunedModelName'].split('@')[0]}", timeout=30)
-        assert model.ok
+        endpoint, model = outputs["tunedModelEndpointName"], outputs["tunedModelName"]
+        assert f"deleted {endpoint}" in result.stdout and f"deleted {model}" in result.stdout
+        assert requests.get(f"{emulator.url}/v1/{endpoint}", timeout=30).status_code == 404
+        assert requests.get(f"{emulator.url}/v1/{model}", timeout=30).status_code == 404
 
 
 @pytest.mark.parametrize("name", ["interrupted-deploy", "failed-or-cancelled-job", "drift-found",

@@ -72,3 +72,121 @@ def test_a_missing_project_is_a_clear_error(emulator, monkeypatch):
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     status, _, err = run("jobs", "list", "--emulator", emulator.url)
     assert (status, err) == (1, "error: --project: is required (or set GOOGLE_CLOUD_PROJECT)\n")
+
+
+# --- endpoints undeploy|delete, models delete ---------------------------------------------------------------
+
+
+def deployed_model_id(emulator, endpoint: str) -> str:
+    [deployed] = requests.get(f"{emulator.url}/v1/{endpoint}", timeout=30).json()["deployedModels"]
+    return deployed["id"]
+
+
+def status_code(emulator, name: str) -> int:
+    return requests.get(f"{emulator.url}/v1/{name}", timeout=30).status_code
+
+
+def test_endpoints_undeploy_prints_the_model_it_undeployed(emulator, succeeded_job):
+    endpoint = succeeded_job["tunedModel"]["endpoint"]
+    deployed = deployed_model_id(emulator, endpoint)
+
+    status, out, _ = run("endpoints", "undeploy", endpoint, *target(emulator))
+
+    assert (status, out) == (0, f"undeployed {deployed} from {endpoint}\n")
+
+
+def test_endpoints_undeploy_leaves_the_endpoint_without_deployed_models(emulator, succeeded_job):
+    endpoint = succeeded_job["tunedModel"]["endpoint"]
+
+    run("endpoints", "undeploy", endpoint, *target(emulator))
+
+    body = requests.get(f"{emulator.url}/v1/{endpoint}", timeout=30).json()
+    assert body["name"] == endpoint and "deployedModels" not in body
+
+
+def test_endpoints_undeploy_of_an_empty_endpoint_does_nothing_and_says_so(emulator, succeeded_job):
+    endpoint = succeeded_job["tunedModel"]["endpoint"]
+    run("endpoints", "undeploy", endpoint, *target(emulator))
+
+    status, out, err = run("endpoints", "undeploy", endpoint, *target(emulator))
+
+    assert (status, out, err) == (0, "", f"no model is deployed on {endpoint}\n")
+
+
+def test_endpoints_delete_undeploys_then_deletes(emulator, succeeded_job):
+    endpoint = succeeded_job["tunedModel"]["endpoint"]
+    deployed = deployed_model_id(emulator, endpoint)
+
+    status, out, _ = run("endpoints", "delete", endpoint, *target(emulator))
+
+    assert (status, out) == (0, f"undeployed {deployed} from {endpoint}\ndeleted {endpoint}\n")
+    assert status_code(emulator, endpoint) == 404
+
+
+def test_endpoints_delete_takes_a_bare_endpoint_id(emulator, succeeded_job):
+    endpoint = succeeded_job["tunedModel"]["endpoint"]
+
+    status, out, _ = run("endpoints", "delete", endpoint.rsplit("/", 1)[1], *target(emulator))
+
+    assert status == 0 and out.endswith(f"deleted {endpoint}\n")
+
+
+def test_models_delete_of_a_deployed_model_exits_1_saying_to_undeploy_first(emulator, succeeded_job):
+    model, endpoint = succeeded_job["tunedModel"]["model"], succeeded_job["tunedModel"]["endpoint"]
+
+    status, out, err = run("models", "delete", model, *target(emulator))
+
+    assert (status, out) == (1, "")
+    assert err == (f"error: 400: model {model} is still deployed to {endpoint}; undeploy it first (python -m tuning "
+                   f"endpoints undeploy {endpoint}) or delete the endpoint (python -m tuning endpoints delete "
+                   f"{endpoint})\n")
+    assert status_code(emulator, model) == 200
+
+
+def test_models_delete_after_the_endpoint_is_deleted_deletes_the_model(emulator, succeeded_job):
+    model, endpoint = succeeded_job["tunedModel"]["model"], succeeded_job["tunedModel"]["endpoint"]
+    run("endpoints", "delete", endpoint, *target(emulator))
+
+    status, out, _ = run("models", "delete", model, *target(emulator))
+
+    assert (status, out) == (0, f"deleted {model}\n")
+    assert status_code(emulator, model) == 404
+
+
+def test_endpoints_delete_of_a_missing_endpoint_exits_1_naming_it(emulator):
+    endpoint = f"projects/{PROJECT}/locations/{LOCATION}/endpoints/42"
+
+    status, out, err = run("endpoints", "delete", endpoint, *target(emulator))
+
+    assert (status, out, err) == (1, "", f"error: 404: endpoint {endpoint} not found\n")
+
+
+def test_endpoints_undeploy_of_a_missing_endpoint_exits_1_naming_it(emulator):
+    endpoint = f"projects/{PROJECT}/locations/{LOCATION}/endpoints/42"
+
+    status, _, err = run("endpoints", "undeploy", endpoint, *target(emulator))
+
+    assert (status, err) == (1, f"error: 404: endpoint {endpoint} not found\n")
+
+
+def test_models_delete_of_a_missing_model_exits_1_naming_it(emulator):
+    model = f"projects/{PROJECT}/locations/{LOCATION}/models/42@1"
+
+    status, out, err = run("models", "delete", model, *target(emulator))
+
+    assert (status, out, err) == (1, "", f"error: 404: model {model} not found\n")
+
+
+def test_a_malformed_endpoint_name_is_a_clear_error(emulator):
+    status, _, err = run("endpoints", "delete", "endpoints/42", *target(emulator))
+
+    assert (status, err) == (1, "error: ENDPOINT: expected projects/P/locations/L/endpoints/ID or an ID, got "
+                                "'endpoints/42'\n")
+
+
+def test_an_endpoint_in_another_location_than_the_target_is_a_clear_error(emulator):
+    endpoint = f"projects/{PROJECT}/locations/europe-west4/endpoints/42"
+
+    status, _, err = run("endpoints", "undeploy", endpoint, *target(emulator))
+
+    assert (status, err) == (1, f"error: --location: {endpoint} is in europe-west4; pass --location europe-west4\n")

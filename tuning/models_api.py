@@ -1,0 +1,149 @@
+"""Clean up what a tuning job leaves behind: undeploy and delete its endpoint, delete its tuned model.
+
+Both outlive the job and cost money on GCP (the endpoint's deployed model above all). The calls go through the
+official aiplatform v1 EndpointService and ModelService clients (REST), against Vertex AI or the emulator. Each
+call answers a long-running operation; these methods wait for it to finish.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping, Optional
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import Credentials
+from google.cloud import aiplatform_v1
+
+from tuning.client import REQUEST_TIMEOUT, ApiTarget, RetryPolicy
+from tuning.errors import ApiError
+
+# Undeploying a model from a real endpoint takes minutes (the serving nodes are drained and released).
+OPERATION_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class Undeploy:
+    """One undeployModel call: the DeployedModel id, and the traffic split to set (None: leave it as it is)."""
+
+    deployed_model_id: str
+    traffic_split: Optional[dict[str, int]] = None
+
+
+def undeploy_plan(deployed_model_ids: Iterable[str], traffic_split: Mapping[str, int]) -> list[Undeploy]:
+    """The undeployModel calls that empty an endpoint, in order.
+
+    Vertex AI undeploys a DeployedModel only when it gets no traffic, or when the request's traffic split takes
+    its share away. So the models without traffic go first, untouched; each later one, while others remain,
+    hands all traffic to one of them (they are all about to go); the last one needs no split (Vertex AI empties
+    it when the last model leaves).
+    """
+    remaining = list(deployed_model_ids)
+    order = sorted(remaining, key=lambda model_id: traffic_split.get(model_id, 0) > 0)
+    split = dict(traffic_split)
+    plan = []
+    for model_id in order:
+        remaining.remove(model_id)
+        if split.get(model_id, 0) > 0 and remaining:
+            split = {other: 100 if index == 0 else 0 for index, other in enumerate(remaining)}
+            plan.append(Undeploy(model_id, split))
+        else:
+            plan.append(Undeploy(model_id))
+    return plan
+
+
+class ModelsApi:
+    """endpoints.get/undeployModel/delete and models.get/delete, against Vertex AI or the emulator.
+
+    Errors are `ApiError`: 404 "<kind> NAME not found"; a resource still in use (FAILED_PRECONDITION) is 400
+    saying what to clean up first; retries that kept failing, or an operation that did not finish in time, too.
+    """
+
+    def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
+                 retry_policy: RetryPolicy = RetryPolicy()) -> None:
+        self.target = target
+        self._retry = retry_policy.retry()
+        self._endpoints = target.rest_client(aiplatform_v1.EndpointServiceClient, credentials)
+        self._models = target.rest_client(aiplatform_v1.ModelServiceClient, credentials)
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    def get_endpoint(self, name: str) -> aiplatform_v1.Endpoint:
+        with _calling("endpoint", name):
+            return self._endpoints.get_endpoint(name=name, retry=self._retry, timeout=REQUEST_TIMEOUT)
+
+    def undeploy(self, endpoint: str, step: Undeploy) -> None:
+        """endpoints.undeployModel of one DeployedModel, waiting for the operation."""
+        request = aiplatform_v1.UndeployModelRequest(endpoint=endpoint, deployed_model_id=step.deployed_model_id,
+                                                     traffic_split=step.traffic_split or {})
+        with _calling("deployed model", f"{step.deployed_model_id} of endpoint {endpoint}"):
+            self._endpoints.undeploy_model(request=request, retry=self._retry,
+                                           timeout=REQUEST_TIMEOUT).result(timeout=OPERATION_TIMEOUT)
+
+    def undeploy_all(self, endpoint: str) -> Iterator[str]:
+        """Undeploy every model deployed on `endpoint`; yields each DeployedModel id once it is undeployed."""
+        found = self.get_endpoint(endpoint)
+        for step in undeploy_plan([model.id for model in found.deployed_models], dict(found.traffic_split)):
+            self.undeploy(endpoint, step)
+            yield step.deployed_model_id
+
+    def delete_endpoint(self, name: str) -> None:
+        """endpoints.delete, waiting for the operation; the endpoint must have no deployed model."""
+        still_deployed = (f"endpoint {name} still has deployed models; undeploy them first "
+                          f"(python -m tuning endpoints undeploy {name})")
+        with _calling("endpoint", name, still_deployed=lambda: still_deployed):
+            self._endpoints.delete_endpoint(name=name, retry=self._retry,
+                                            timeout=REQUEST_TIMEOUT).result(timeout=OPERATION_TIMEOUT)
+
+    # -- models ------------------------------------------------------------------------------------
+
+    def delete_model(self, name: str) -> None:
+        """models.delete, waiting for the operation; the model must be deployed nowhere."""
+        with _calling("model", name, still_deployed=lambda: self._still_deployed(name)):
+            self._models.delete_model(name=name, retry=self._retry,
+                                      timeout=REQUEST_TIMEOUT).result(timeout=OPERATION_TIMEOUT)
+
+    def _still_deployed(self, name: str) -> str:
+        """What to do about a model that is still deployed, naming its endpoints when they can be read."""
+        try:
+            model = self._models.get_model(name=name, retry=self._retry, timeout=REQUEST_TIMEOUT)
+            endpoints = sorted({deployed.endpoint for deployed in model.deployed_models})
+        except (gexc.GoogleAPICallError, gexc.RetryError):
+            endpoints = []
+        if not endpoints:
+            return (f"model {name} is still deployed to an endpoint; undeploy it or delete the endpoint first "
+                    "(python -m tuning endpoints undeploy|delete ENDPOINT)")
+        first = endpoints[0]
+        return (f"model {name} is still deployed to {', '.join(endpoints)}; undeploy it first "
+                f"(python -m tuning endpoints undeploy {first}) or delete the endpoint "
+                f"(python -m tuning endpoints delete {first})")
+
+
+@contextmanager
+def _calling(kind: str, name: str, still_deployed: Optional[Callable[[], str]] = None) -> Iterator[None]:
+    """Turn what a call (and the wait for its operation) raises into `ApiError`."""
+    try:
+        yield
+    except gexc.NotFound as error:
+        raise ApiError(404, f"{kind} {name} not found") from error
+    except gexc.GoogleAPICallError as error:
+        if still_deployed is not None and _is_failed_precondition(error):
+            raise ApiError(400, still_deployed()) from error
+        raise ApiError(error.code or 0, error.message or str(error)) from error
+    except gexc.RetryError as error:
+        raise ApiError(503, f"{kind} {name}: the call kept failing until the retry deadline: {error.cause}") from error
+    except concurrent.futures.TimeoutError as error:
+        raise ApiError(504, f"{kind} {name}: the operation did not finish within {OPERATION_TIMEOUT:.0f}s; "
+                            "it may still be running (check the console), run the command again later") from error
+
+
+def _is_failed_precondition(error: gexc.GoogleAPICallError) -> bool:
+    """FAILED_PRECONDITION: gRPC raises its own class; REST maps every 400 to BadRequest, so read the envelope."""
+    if isinstance(error, gexc.FailedPrecondition):
+        return True
+    response = getattr(error, "response", None)
+    try:
+        return response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    except (AttributeError, ValueError, KeyError, TypeError):
+        return False
