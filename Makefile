@@ -10,7 +10,7 @@ POLICY_STAMP := policy/venv/.requirements-installed
 STACK ?= local
 PULUMI := . tools/pulumi/activate && pulumi
 
-.PHONY: demo test setup engine browser preview up refresh destroy outputs try emulator-stop clean-local
+.PHONY: demo test setup engine browser lint-tools preview up refresh destroy outputs try emulator-stop clean-local
 
 demo: setup
 	$(PULUMI) stack select --create $(STACK)
@@ -18,7 +18,7 @@ demo: setup
 	@echo "--- stack outputs (pulumi stack output --json) ---"
 	@$(PULUMI) stack output --json --stack $(STACK)
 
-test: setup browser
+test: setup browser lint-tools
 	$(PY) -m pytest
 
 setup: $(VENV_STAMP) $(POLICY_STAMP) engine
@@ -38,6 +38,12 @@ $(POLICY_STAMP): policy/requirements.txt
 # from Go modules the first time.
 engine:
 	@bash tools/pulumi/build.sh >/dev/null
+
+# The GitHub Actions workflow linters that tests/workflows runs: actionlint built from its Go module into the
+# cache the first time (like the engine), zizmor and shellcheck from PyPI into the venv (single binaries with
+# no Python dependencies, so they share it); see tools/lint/install.sh.
+lint-tools: $(VENV_STAMP)
+	@bash tools/lint/install.sh >/dev/null
 
 # Debian's Chromium for the console's browser test (Playwright cannot download its own browser here).
 browser:

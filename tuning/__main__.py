@@ -1,6 +1,8 @@
 """Command line: ``python -m tuning validate train.jsonl --validation validation.jsonl``.
 
 Exit status: 0 when every file is valid (warnings allowed), 1 when a file breaks a rule, 2 on a usage error.
+``python -m tuning dataset-summary`` prints a Markdown summary of dataset files (and of their changes against
+a git ref); it exits 0 whatever the files hold, 1 when it cannot read a ref or a stack file.
 The API commands (`jobs`, `generate`) live in `tuning.api_commands`; they exit 1 on an API error.
 """
 
@@ -10,8 +12,9 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from tuning import dataset
+from tuning import dataset, dataset_summary
 from tuning.api_commands import add_api_commands
+from tuning.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1  # usage errors exit 2, from argparse
@@ -46,6 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation dataset (JSONL); repeat for several",
     )
     validate.set_defaults(handler=_validate)
+
+    summary = commands.add_parser(
+        "dataset-summary",
+        help="Markdown summary of dataset files and of their changes against a git ref",
+        description=(
+            "Print a Markdown summary of dataset files: examples, estimated tokens (characters / 4), bytes, "
+            "SHA-256 and rule check; with --base-ref, the examples added and removed and the hashes before "
+            "and after, reading the base version with 'git show REF:PATH'. Exits 0 whatever the files hold."
+        ),
+    )
+    summary.add_argument("files", nargs="*", metavar="FILE", help="training dataset (JSONL)")
+    summary.add_argument("--validation", action="append", default=[], metavar="FILE",
+                         help="validation dataset (JSONL); repeat for several")
+    summary.add_argument("--stack", metavar="NAME",
+                         help="also the stack's trainingDataset and validationDataset (from Pulumi.NAME.yaml, "
+                              "defaults from Pulumi.yaml); run from the project directory")
+    summary.add_argument("--base-ref", metavar="REF", help="git ref to compare with, e.g. origin/main or HEAD^1")
+    summary.set_defaults(handler=_dataset_summary)
     add_api_commands(commands)
     return parser
 
@@ -63,13 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     # argparse stops filling a positional list at the first option, so in `validate a --validation v b`
     # the `b` comes back unparsed; it is a training FILE like `a`.
-    if args.command == "validate" and rest and not any(arg.startswith("-") for arg in rest):
+    if args.command in ("validate", "dataset-summary") and rest and not any(arg.startswith("-") for arg in rest):
         args.files.extend(rest)
         rest = []
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "validate" and not args.files and not args.validation:
         parser.error("validate: give at least one FILE or --validation FILE")
+    if args.command == "dataset-summary" and not args.files and not args.validation and not args.stack:
+        parser.error("dataset-summary: give at least one FILE, --validation FILE or --stack NAME")
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 
@@ -91,6 +114,21 @@ def _validate(args: argparse.Namespace) -> int:
         if not report.ok:
             status = EXIT_PROBLEMS
     return status
+
+
+def _dataset_summary(args: argparse.Namespace) -> int:
+    """The Markdown to stdout; an unreadable ref or stack file is one `error:` line on stderr."""
+    try:
+        files = [(path, "training") for path in args.files] + [(path, "validation") for path in args.validation]
+        if args.stack:
+            files += dataset_summary.stack_datasets(args.stack)
+        title = f"Datasets of stack `{args.stack}`" if args.stack else "Datasets"
+        text = dataset_summary.render(files, title=title, base_ref=args.base_ref)  # type: ignore[arg-type]
+    except (dataset_summary.SummaryError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _summary(report: dataset.DatasetReport) -> str:
