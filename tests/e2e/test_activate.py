@@ -3,10 +3,17 @@ the embedded emulator, and the `make` targets built on the same commands."""
 
 from __future__ import annotations
 
+import getpass
+import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -104,3 +111,112 @@ def test_activate_before_the_engine_is_built_says_to_run_make_demo(clone, tmp_pa
                    PATH="/usr/bin:/bin")
     assert result.returncode == 1
     assert "the project's Pulumi engine is not built yet: run 'make demo'" in result.stderr
+
+
+def load_stale_locks():
+    """tools/pulumi/stale_locks.py, a script run by the activate script, imported as a module."""
+    spec = importlib.util.spec_from_file_location("stale_locks", REPO / "tools" / "pulumi" / "stale_locks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+stale_locks = load_stale_locks()
+LOCAL_LOCKS = Path(".pulumi-state/.pulumi/locks/organization/translation-tuning/local")
+
+
+def write_lock(folder: Path, pid: int, hostname: str = "", timestamp: datetime | None = None) -> Path:
+    """A lock file as the file backend writes one (JSON beside the blob library's `.attrs` file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4()}.json"
+    path.write_text(json.dumps({"pid": pid, "username": getpass.getuser(), "hostname": hostname or socket.gethostname(),
+                                "timestamp": (timestamp or datetime.now(timezone.utc)).isoformat()}))
+    path.with_name(path.name + ".attrs").write_text('{"user.content_type":"text/plain; charset=utf-8"}')
+    return path
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def lock_of(pid: int, hostname: str = "", timestamp: datetime | None = None):
+    return stale_locks.Lock(path=Path("unused.json"), pid=pid, username="someone",
+                            hostname=hostname or socket.gethostname(),
+                            timestamp=timestamp or datetime.now(timezone.utc))
+
+
+def test_stale_lock_decision_removes_only_a_provably_dead_holder_on_this_host(tmp_path):
+    host = stale_locks.Host.current()
+    started = datetime.fromtimestamp(host.start_time(os.getpid()), timezone.utc)
+    # Dead on this host: gone. Alive (this test, which started before its lock): kept.
+    assert stale_locks.holder_is_gone(lock_of(dead_pid()), host)
+    assert not stale_locks.holder_is_gone(lock_of(os.getpid(), timestamp=started + timedelta(seconds=1)), host)
+    # Another host's lock is never judged from here, even when its pid is free on this one.
+    assert not stale_locks.holder_is_gone(lock_of(dead_pid(), hostname="another-host"), host)
+    # A pid reused by a process that started after the lock was taken: the holder is gone.
+    assert stale_locks.holder_is_gone(lock_of(os.getpid(), timestamp=started - timedelta(minutes=5)), host)
+    # ... unless that process is a `pulumi`: a clock stepped forward can make the real holder look younger.
+    fake_pulumi = Path(shutil.copy("/bin/sleep", tmp_path / "pulumi"))
+    with subprocess.Popen([str(fake_pulumi), "60"]) as other:
+        try:
+            assert not stale_locks.holder_is_gone(lock_of(other.pid, timestamp=started - timedelta(minutes=5)), host)
+        finally:
+            other.kill()
+    # A zombie (ended, not yet reaped by its parent) holds nothing either.
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while not (Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"):
+        assert time.monotonic() < deadline, "the child never became a zombie"
+        time.sleep(0.05)
+    assert stale_locks.holder_is_gone(lock_of(zombie.pid), host)
+    zombie.wait()
+
+
+def test_stale_lock_files_are_found_per_stack_and_only_dead_ones_removed(tmp_path):
+    state = tmp_path / "state"
+    folder = state / ".pulumi" / "locks" / "organization" / "translation-tuning" / "local"
+    dead, alive = write_lock(folder, dead_pid()), write_lock(folder, os.getpid())
+    other_stack = write_lock(state / ".pulumi" / "locks" / "organization" / "translation-tuning" / "dev", dead_pid())
+    assert stale_locks.state_dir(f"file://{state}?no_tmp_dir=true") == state
+    assert stale_locks.state_dir("gs://team-state") is None
+    paths = stale_locks.lock_files(state, "translation-tuning", "local")
+    assert paths == sorted([dead, alive])
+    removed = stale_locks.clear_stale_locks(paths, stale_locks.Host.current())
+    assert [lock.path for lock in removed] == [dead]
+    assert not dead.exists() and not dead.with_name(dead.name + ".attrs").exists()
+    assert alive.exists() and other_stack.exists()
+
+
+def test_activated_pulumi_clears_a_dead_holders_lock_and_keeps_live_or_foreign_ones(clone):
+    selected = shell(clone, ". tools/pulumi/activate && pulumi stack select --create local")
+    assert selected.returncode == 0, selected.stderr
+    locks = clone / LOCAL_LOCKS
+    # Destroy takes the lock (on an empty stack it runs nothing else): the cheapest such command.
+    destroy = ". tools/pulumi/activate && pulumi destroy --yes"
+
+    gone = dead_pid()
+    stale = write_lock(locks, gone)
+    cleared = shell(clone, destroy)
+    assert cleared.returncode == 0, cleared.stdout[-3000:] + cleared.stderr[-3000:]
+    assert (f"note: removed the lock of pulumi (pid {gone} on {socket.gethostname()}), which is no longer running"
+            in cleared.stderr.splitlines())
+    assert not stale.exists() and not list(locks.iterdir())
+
+    with subprocess.Popen(["sleep", "600"]) as holder:
+        try:
+            time.sleep(0.1)  # the lock is taken after its holder started
+            for holder_pid, hostname in ((holder.pid, ""), (dead_pid(), "another-host")):
+                kept = write_lock(locks, holder_pid, hostname)
+                blocked = shell(clone, destroy)
+                assert blocked.returncode != 0
+                assert "the stack is currently locked by 1 lock(s)" in blocked.stdout + blocked.stderr
+                assert "note: removed" not in blocked.stderr
+                assert kept.exists()
+                for path in (kept, kept.with_name(kept.name + ".attrs")):
+                    path.unlink()
+        finally:
+            holder.kill()
