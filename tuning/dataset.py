@@ -588,6 +588,15 @@ def _json_type(value: object) -> str:
 def _json_rule(raw: bytes | None, exc: orjson.JSONDecodeError) -> str:
     if raw is None:
         return f"line longer than {MAX_LINE_BYTES:,} bytes (an example has ~4,000 characters at most)"
+    # UTF-16 text (what some editors and PowerShell's `>` write) fails as UTF-8 or as JSON on every line;
+    # name the encoding instead of the first odd byte, which says nothing about the fix.
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "invalid UTF-8 (starts with a UTF-16 byte order mark; save the file as UTF-8)"
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        # JSON text never holds a raw NUL: binary data, or UTF-16 without a BOM (every ASCII character
+        # comes with a NUL byte there, before or after the first character that is not valid UTF-8).
+        return f"invalid JSON (NUL byte at byte column {nul + 1}; UTF-16 or binary data? save the file as UTF-8)"
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as bad:

@@ -8,11 +8,12 @@ from typing import Mapping, Optional
 
 from tuning.models import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS
 
-_GS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,61}[a-z0-9])/(?P<object>.+)$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, which let "team\n" pass as a label value.
+_GS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,61}[a-z0-9])/(?P<object>.+)\Z")
 # Label keys: start with a lowercase letter; keys and values ≤ 63 chars of lowercase letters, digits, _ and -.
-# International lowercase letters are allowed by GCP, hence \w minus uppercase below.
-_LABEL_KEY = re.compile(r"^[a-z\u00DF-\u00FF][\w-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[\w-]{0,63}$")
+# International lowercase letters are allowed by GCP, hence \w minus uppercase below (U+00F7 is ÷, not a letter).
+_LABEL_KEY = re.compile(r"^[a-z\u00DF-\u00F6\u00F8-\u00FF][\w-]{0,62}\Z")
+_LABEL_VALUE = re.compile(r"^[\w-]{0,63}\Z")
 MAX_LABELS = 64
 MAX_DISPLAY_NAME = 128
 
