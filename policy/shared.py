@@ -28,7 +28,7 @@ ENVIRONMENTS = ["local", "dev", "prod"]
 
 # Google label values: at most 63 lowercase letters (international ones too), digits, `_` and `-`
 # (the same rule as tuning/rules.py, which the pack cannot import: it runs in its own venv).
-_LABEL_VALUE = re.compile(r"^[\w-]{0,63}$")
+_LABEL_VALUE = re.compile(r"^[\w-]{0,63}\Z")
 
 
 def subject(kind: str, name: str) -> str:
