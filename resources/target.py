@@ -11,7 +11,9 @@ from typing import Any, Optional
 from pulumi.output import Unknown
 
 from resources.embedded import resolve_endpoint
+from resources.errors import report_provider_errors_without_traceback
 from tuning.client import ApiTarget
+from tuning.errors import ConfigError
 
 # Pulumi's wire marker for a value unknown during preview; deserialised it becomes an `Unknown`.
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -45,17 +47,23 @@ def target_from_config(config: Any) -> Optional[ApiTarget]:
 
 
 class TargetedProvider:
-    """Mixin: `configure()` stores the target; `target` raises a clear error when it is missing."""
+    """Mixin: `configure()` stores the target; `target` raises a clear error when it is missing.
+
+    Providers raise `TuningError`s for expected failures (an API call that failed for good, a job that failed, a
+    missing setting); the engine shows them as `error: <message>`, without a traceback.
+    """
 
     _target: Optional[ApiTarget] = None
 
     def configure(self, req: Any) -> None:
+        # First: the host calls configure() before any provider method, and configure itself may fail (embedded).
+        report_provider_errors_without_traceback()
         self._target = target_from_config(req.config)
 
     @property
     def target(self) -> ApiTarget:
         if self._target is None:
-            raise ValueError("gcp:project is not set for this stack (pulumi config set gcp:project PROJECT)")
+            raise ConfigError("gcp:project", "is not set for this stack (pulumi config set gcp:project PROJECT)")
         return self._target
 
     def __getstate__(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from resources.target import TargetedProvider, is_unknown
 from tuning.client import TuningApi
-from tuning.errors import ApiError, JobFailedError
+from tuning.errors import ApiCallError, ApiError, JobFailedError
 from tuning.models import AdapterSize, JobState, SupervisedHyperParameters, SupervisedTuningSpec
 from tuning.models import TuningJob as TuningJobMessage
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
@@ -181,6 +181,10 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         try:
             job = poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended, timeout=timeout,
                              backoff=Backoff(initial=1.0, maximum=30.0))
+        except ApiCallError as error:
+            # Each poll retries on its own; this one kept failing. The job itself is fine and carries our label.
+            raise error.with_advice(f"{error.advice + '; ' if error.advice else ''}tuning job {job.name} keeps "
+                                    "running: the next `pulumi up` adopts it") from error
         except DeadlineExceeded as exceeded:
             # The job keeps running and is recorded in the state; `pulumi refresh` picks up its end.
             pulumi.log.warn(f"tuning job {job.name} still running after {timeout:.0f}s; not waiting longer")

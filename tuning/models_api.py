@@ -3,6 +3,10 @@
 Both outlive the job and cost money on GCP (the endpoint's deployed model above all). The calls go through the
 official aiplatform v1 EndpointService and ModelService clients (REST), against Vertex AI or the emulator. Each
 call answers a long-running operation; these methods wait for it to finish.
+
+Every call is retried (429, 5xx, connection errors; `RetryPolicy`). Gets only read. undeployModel and delete are
+idempotent in effect: once one attempt has been served, a retry answers 404 (the DeployedModel, the endpoint or
+the model is gone), which after a retried attempt means "done", not "not found".
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 from google.auth.credentials import Credentials
 from google.cloud import aiplatform_v1
 
-from tuning.client import REQUEST_TIMEOUT, ApiTarget, RetryPolicy
+from tuning.client import ApiTarget, RetryPolicy, calling
 from tuning.errors import ApiError
 
 # Undeploying a model from a real endpoint takes minutes (the serving nodes are drained and released).
@@ -57,29 +62,53 @@ class ModelsApi:
     """endpoints.get/undeployModel/delete and models.get/delete, against Vertex AI or the emulator.
 
     Errors are `ApiError`: 404 "<kind> NAME not found"; a resource still in use (FAILED_PRECONDITION) is 400
-    saying what to clean up first; retries that kept failing, or an operation that did not finish in time, too.
+    saying what to clean up first; an operation that did not finish in time is 504. Retries that kept failing,
+    an unreachable service, a denied permission or quota are `ApiCallError`, naming the call.
     """
 
     def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
-                 retry_policy: RetryPolicy = RetryPolicy()) -> None:
+                 retry_policy: Optional[RetryPolicy] = None) -> None:
         self.target = target
-        self._retry = retry_policy.retry()
+        self.retry_policy = retry_policy or RetryPolicy.from_environment()
         self._endpoints = target.rest_client(aiplatform_v1.EndpointServiceClient, credentials)
         self._models = target.rest_client(aiplatform_v1.ModelServiceClient, credentials)
+
+    @contextmanager
+    def _call(self, method: str, kind: str, name: str,
+              still_deployed: Optional[Callable[[], str]] = None) -> Iterator[_Attempts]:
+        """One retried call (and the wait for its operation); what it raises leaves as `ApiError`."""
+        retried: list[BaseException] = []
+        attempts = _Attempts(self.retry_policy.retry(on_error=retried.append), self.retry_policy.attempt_timeout)
+        with calling(method, name, self.target, self.retry_policy):
+            try:
+                yield attempts
+            except gexc.NotFound as error:
+                if retried and method != "endpoints.get":
+                    return  # an earlier attempt was served and its answer lost: the retry finds the work done
+                raise ApiError(404, f"{kind} {name} not found") from error
+            except gexc.GoogleAPICallError as error:
+                if still_deployed is not None and _is_failed_precondition(error):
+                    raise ApiError(400, still_deployed()) from error
+                raise
+            except concurrent.futures.TimeoutError as error:
+                raise ApiError(504, f"{kind} {name}: the operation did not finish within {OPERATION_TIMEOUT:.0f}s; "
+                                    "it may still be running (check the console), run the command again later") \
+                    from error
 
     # -- endpoints ---------------------------------------------------------------------------------
 
     def get_endpoint(self, name: str) -> aiplatform_v1.Endpoint:
-        with _calling("endpoint", name):
-            return self._endpoints.get_endpoint(name=name, retry=self._retry, timeout=REQUEST_TIMEOUT)
+        with self._call("endpoints.get", "endpoint", name) as call:
+            return self._endpoints.get_endpoint(name=name, retry=call.retry, timeout=call.timeout)
 
     def undeploy(self, endpoint: str, step: Undeploy) -> None:
         """endpoints.undeployModel of one DeployedModel, waiting for the operation."""
         request = aiplatform_v1.UndeployModelRequest(endpoint=endpoint, deployed_model_id=step.deployed_model_id,
                                                      traffic_split=step.traffic_split or {})
-        with _calling("deployed model", f"{step.deployed_model_id} of endpoint {endpoint}"):
-            self._endpoints.undeploy_model(request=request, retry=self._retry,
-                                           timeout=REQUEST_TIMEOUT).result(timeout=OPERATION_TIMEOUT)
+        with self._call("endpoints.undeployModel", "deployed model",
+                        f"{step.deployed_model_id} of endpoint {endpoint}") as call:
+            self._endpoints.undeploy_model(request=request, retry=call.retry,
+                                           timeout=call.timeout).result(timeout=OPERATION_TIMEOUT)
 
     def undeploy_all(self, endpoint: str) -> Iterator[str]:
         """Undeploy every model deployed on `endpoint`; yields each DeployedModel id once it is undeployed."""
@@ -92,24 +121,25 @@ class ModelsApi:
         """endpoints.delete, waiting for the operation; the endpoint must have no deployed model."""
         still_deployed = (f"endpoint {name} still has deployed models; undeploy them first "
                           f"(python -m tuning endpoints undeploy {name})")
-        with _calling("endpoint", name, still_deployed=lambda: still_deployed):
-            self._endpoints.delete_endpoint(name=name, retry=self._retry,
-                                            timeout=REQUEST_TIMEOUT).result(timeout=OPERATION_TIMEOUT)
+        with self._call("endpoints.delete", "endpoint", name, still_deployed=lambda: still_deployed) as call:
+            self._endpoints.delete_endpoint(name=name, retry=call.retry,
+                                            timeout=call.timeout).result(timeout=OPERATION_TIMEOUT)
 
     # -- models ------------------------------------------------------------------------------------
 
     def delete_model(self, name: str) -> None:
         """models.delete, waiting for the operation; the model must be deployed nowhere."""
-        with _calling("model", name, still_deployed=lambda: self._still_deployed(name)):
-            self._models.delete_model(name=name, retry=self._retry,
-                                      timeout=REQUEST_TIMEOUT).result(timeout=OPERATION_TIMEOUT)
+        with self._call("models.delete", "model", name, still_deployed=lambda: self._still_deployed(name)) as call:
+            self._models.delete_model(name=name, retry=call.retry,
+                                      timeout=call.timeout).result(timeout=OPERATION_TIMEOUT)
 
     def _still_deployed(self, name: str) -> str:
         """What to do about a model that is still deployed, naming its endpoints when they can be read."""
         try:
-            model = self._models.get_model(name=name, retry=self._retry, timeout=REQUEST_TIMEOUT)
+            model = self._models.get_model(name=name, retry=self.retry_policy.retry(),
+                                           timeout=self.retry_policy.attempt_timeout)
             endpoints = sorted({deployed.endpoint for deployed in model.deployed_models})
-        except (gexc.GoogleAPICallError, gexc.RetryError):
+        except Exception:  # noqa: BLE001 - only improves the message: without the endpoints it stays right
             endpoints = []
         if not endpoints:
             return (f"model {name} is still deployed to an endpoint; undeploy it or delete the endpoint first "
@@ -120,22 +150,12 @@ class ModelsApi:
                 f"(python -m tuning endpoints delete {first})")
 
 
-@contextmanager
-def _calling(kind: str, name: str, still_deployed: Optional[Callable[[], str]] = None) -> Iterator[None]:
-    """Turn what a call (and the wait for its operation) raises into `ApiError`."""
-    try:
-        yield
-    except gexc.NotFound as error:
-        raise ApiError(404, f"{kind} {name} not found") from error
-    except gexc.GoogleAPICallError as error:
-        if still_deployed is not None and _is_failed_precondition(error):
-            raise ApiError(400, still_deployed()) from error
-        raise ApiError(error.code or 0, error.message or str(error)) from error
-    except gexc.RetryError as error:
-        raise ApiError(503, f"{kind} {name}: the call kept failing until the retry deadline: {error.cause}") from error
-    except concurrent.futures.TimeoutError as error:
-        raise ApiError(504, f"{kind} {name}: the operation did not finish within {OPERATION_TIMEOUT:.0f}s; "
-                            "it may still be running (check the console), run the command again later") from error
+@dataclass(frozen=True)
+class _Attempts:
+    """How one call is attempted: pass `retry` and `timeout` to the client method."""
+
+    retry: gretry.Retry
+    timeout: float
 
 
 def _is_failed_precondition(error: gexc.GoogleAPICallError) -> bool:

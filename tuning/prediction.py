@@ -1,15 +1,18 @@
-"""Prompt a tuned endpoint with generateContent through the official aiplatform v1 client (REST)."""
+"""Prompt a tuned endpoint with generateContent through the official aiplatform v1 client (REST).
+
+generateContent is retried (429, 5xx, connection errors; `RetryPolicy`): it changes nothing on the service, so
+sending the prompt again is safe.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from google.api_core import exceptions as gexc
 from google.auth.credentials import Credentials
 from google.cloud import aiplatform_v1
 
-from tuning.client import ApiTarget, RetryPolicy
+from tuning.client import ApiTarget, RetryPolicy, calling
 from tuning.errors import ApiError
 
 
@@ -27,8 +30,9 @@ class PredictionApi:
     """generateContent on `projects/P/locations/L/endpoints/E`, against Vertex AI or the emulator."""
 
     def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
-                 retry_policy: RetryPolicy = RetryPolicy()) -> None:
-        self._retry = retry_policy.retry()
+                 retry_policy: Optional[RetryPolicy] = None) -> None:
+        self.target = target
+        self.retry_policy = retry_policy or RetryPolicy.from_environment()
         self._client = target.rest_client(aiplatform_v1.PredictionServiceClient, credentials)
 
     def generate(self, endpoint: str, prompt: str, *, max_output_tokens: int = 256,
@@ -36,17 +40,18 @@ class PredictionApi:
         """Send `prompt` as one user turn; returns the first candidate.
 
         Raises:
-            ApiError: the service rejected the request (bad endpoint name, missing endpoint, ...).
+            ApiCallError: the service rejected the request (bad endpoint name, missing endpoint, ...), or the call
+                kept failing until the retry deadline.
+            ApiError: the endpoint answered no candidate.
         """
         request = aiplatform_v1.GenerateContentRequest(
             model=endpoint,
             contents=[aiplatform_v1.Content(role="user", parts=[aiplatform_v1.Part(text=prompt)])],
             generation_config=aiplatform_v1.GenerationConfig(max_output_tokens=max_output_tokens,
                                                              temperature=temperature))
-        try:
-            response = self._client.generate_content(request=request, retry=self._retry)
-        except gexc.GoogleAPICallError as error:
-            raise ApiError(error.code or 0, error.message or str(error)) from error
+        with calling("endpoints.generateContent", endpoint, self.target, self.retry_policy):
+            response = self._client.generate_content(request=request, retry=self.retry_policy.retry(),
+                                                     timeout=self.retry_policy.attempt_timeout)
         if not response.candidates:
             raise ApiError(0, f"{endpoint} returned no candidate")
         candidate = response.candidates[0]
