@@ -12,6 +12,7 @@ from pulumi.output import Unknown
 
 from resources.embedded import resolve_endpoint
 from resources.errors import report_provider_errors_without_traceback
+from resources.provider_process import watch_engine_once
 from tuning.client import ApiTarget
 from tuning.errors import ConfigError
 
@@ -58,6 +59,7 @@ class TargetedProvider:
     def configure(self, req: Any) -> None:
         # First: the host calls configure() before any provider method, and configure itself may fail (embedded).
         report_provider_errors_without_traceback()
+        watch_engine_once()
         self._target = target_from_config(req.config)
 
     @property

@@ -93,3 +93,35 @@ def test_create_read_diff_delete_round_trip(provider_stub, sample_uris):
     assert (epochs.changes, list(epochs.replaces)) == (provider_pb2.DiffResponse.DIFF_SOME, ["epochCount"])
 
     provider_stub.Delete(provider_pb2.DeleteRequest(id=created.id, urn=JOB_URN, properties=created.properties))
+
+
+def test_the_provider_process_exits_once_its_engine_is_gone(tmp_path):
+    # A killed `pulumi up` must not leave its provider polling a job and then idling forever.
+    import time
+    from concurrent import futures
+
+    engine = grpc.server(futures.ThreadPoolExecutor(max_workers=2))  # answers health checks UNIMPLEMENTED: alive
+    engine_port = engine.add_insecure_port("127.0.0.1:0")
+    engine.start()
+    process = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic", f"127.0.0.1:{engine_port}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                               env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    try:
+        port = int(process.stdout.readline())
+        stub = provider_pb2_grpc.ResourceProviderStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        stub.Configure(provider_pb2.ConfigureRequest(args=struct({
+            "gcp:project": PROJECT, "gcp:region": LOCATION, "translation-tuning:emulatorEndpoint": "http://127.0.0.1:9"})))
+        inputs = {"__provider": serialize_provider(TuningDatasetProvider()), "path": str(SAMPLE_TRAIN),
+                  "kind": "training", "bucket": "bucket", "prefix": "datasets"}
+        assert not stub.Check(provider_pb2.CheckRequest(urn=DATASET_URN, olds=struct({}), news=struct(inputs))).failures
+        time.sleep(7)  # past one engine check: a live engine keeps the provider running
+        assert process.poll() is None
+        engine.stop(grace=None)
+        process.wait(timeout=30)
+        assert process.returncode == 0
+        assert b"the engine at 127.0.0.1:" in process.stderr.read()
+    finally:
+        engine.stop(grace=None)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
