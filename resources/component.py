@@ -10,9 +10,15 @@ import pulumi
 
 from resources.bucket import tuning_bucket
 from resources.dataset import TuningDataset
-from resources.settings import StackSettings, dataset_path
+from resources.settings import StackSettings, dataset_path, secret_config_fields
 from resources.tuning_job import TuningJob
 from tuning.dataset import validate_file
+
+
+# TuningJob inputs taken from a stack setting as they are, by the StackSettings field they come from.
+_JOB_INPUT_FIELDS = {"baseModel": "base_model", "tunedModelDisplayName": "tuned_model_display_name",
+                     "epochCount": "epoch_count", "learningRateMultiplier": "learning_rate_multiplier",
+                     "adapterSize": "adapter_size", "labels": "labels"}
 
 
 class TranslationTuning(pulumi.ComponentResource):
@@ -41,9 +47,17 @@ class TranslationTuning(pulumi.ComponentResource):
                 "path": str(datasets["validation"]), "kind": "validation",
                 "bucket": self.bucket_name, "prefix": settings.dataset_prefix}, child)
 
+        # A value set with `pulumi config set --secret` stays a secret in the job's inputs and outputs.
+        secret_fields = secret_config_fields()
+        secret_inputs = sorted(job_input for job_input, field in _JOB_INPUT_FIELDS.items() if field in secret_fields)
+
+        def job_input(key: str, value: object) -> object:
+            return pulumi.Output.secret(value) if key in secret_inputs and value is not None else value
+
         # The job reads the datasets as the tuning service agent: wait until it may.
-        job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job, depends_on=bucket.access)
-        self.job = TuningJob(f"{name}-job", {
+        job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job, depends_on=bucket.access,
+                                          additional_secret_outputs=secret_inputs)
+        self.job = TuningJob(f"{name}-job", {key: job_input(key, value) for key, value in {
             "baseModel": settings.base_model,
             "trainingDatasetUri": self.training_dataset.uri,
             "validationDatasetUri": self.validation_dataset.uri if self.validation_dataset else None,
@@ -56,5 +70,5 @@ class TranslationTuning(pulumi.ComponentResource):
             "waitForCompletion": settings.wait_for_completion,
             "completionTimeoutSeconds": settings.completion_timeout,
             "onDelete": settings.on_delete,
-        }, job_opts)
+        }.items()}, job_opts)
         self.register_outputs({"bucketName": self.bucket_name, "tuningJobName": self.job.tuningJobName})

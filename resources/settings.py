@@ -140,6 +140,14 @@ def read_stack_settings() -> StackSettings:
     return load_settings(raw)
 
 
+def secret_config_fields() -> frozenset[str]:
+    """The StackSettings fields whose stack config value is a secret (`pulumi config set --secret`);
+    inputs built from them must stay secret in the state (only inside a Pulumi program)."""
+    from pulumi.runtime.config import is_config_secret
+
+    return frozenset(name for name in StackSettings.model_fields if is_config_secret(config_key(name)))
+
+
 def dataset_path(settings_path: str, project_dir: Path) -> Path:
     path = Path(settings_path)
     return path if path.is_absolute() else project_dir / path

@@ -127,10 +127,6 @@ def test_a_secret_config_value_stays_ciphertext(deployed):
     assert project.run("config", "get", "other:token").stdout.strip() == SECRET_VALUE
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known gap in resources/settings.py: read_stack_settings reads every key with Config.get, "
-                          "which drops secretness, so a declared key set with --secret reaches the resource inputs, "
-                          "and the state, in plaintext")
 def test_a_declared_key_set_as_secret_stays_secret_in_the_state(deployed):
     project, _ = deployed
     stored = project.run("config", "get", "translation-tuning:tunedModelDisplayName").stdout.strip()
