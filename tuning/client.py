@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable, Collection, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Optional
 from urllib.parse import urlsplit
 
 import requests
@@ -29,12 +29,14 @@ from google.api_core import retry as gretry
 from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import aiplatform_v1
 from google.protobuf import json_format
 
 from tuning.errors import ApiCallError, ConfigError, TuningError
 from tuning.models import EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
+
+if TYPE_CHECKING:
+    from google.cloud import aiplatform_v1
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Transport failures worth another attempt: no connection, a connection lost mid-answer, no answer in time.
 TRANSIENT_TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                               requests.exceptions.ChunkedEncodingError, auth_exceptions.TransportError, ConnectionError)
+
+
+def _aiplatform() -> "aiplatform_v1":
+    """The generated Vertex AI clients, imported on first use: they take about a second to load, which
+    `pulumi preview` (program and providers) and `python -m tuning validate` should not pay for."""
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1
 
 
 def http_status(error: BaseException) -> Optional[int]:
@@ -319,7 +329,7 @@ class TuningApi:
                  retry_policy: Optional[RetryPolicy] = None) -> None:
         self.target = target
         self.retry_policy = retry_policy or RetryPolicy.from_environment()
-        self._client = target.rest_client(aiplatform_v1.GenAiTuningServiceClient, credentials)
+        self._client = target.rest_client(_aiplatform().GenAiTuningServiceClient, credentials)
 
     def _calling(self, call: str, resource: str):
         return calling(call, resource, self.target, self.retry_policy)
@@ -332,10 +342,10 @@ class TuningApi:
             return self._create_once(job)
 
     def _create_once(self, job: TuningJob) -> TuningJob:
-        proto = json_format.ParseDict(job.to_wire(), aiplatform_v1.TuningJob.pb(aiplatform_v1.TuningJob()),
+        proto = json_format.ParseDict(job.to_wire(), _aiplatform().TuningJob.pb(_aiplatform().TuningJob()),
                                       ignore_unknown_fields=True)
         created = self._client.create_tuning_job(parent=self.target.parent,
-                                                 tuning_job=aiplatform_v1.TuningJob.wrap(proto),
+                                                 tuning_job=_aiplatform().TuningJob.wrap(proto),
                                                  retry=None, timeout=self.retry_policy.attempt_timeout)
         return _to_model(created)
 
@@ -354,7 +364,7 @@ class TuningApi:
             yield from self._list(filter, page_size, self.retry_policy.retry())
 
     def _list(self, filter: str, page_size: int, retry: Optional[gretry.Retry]) -> Iterator[TuningJob]:
-        request = aiplatform_v1.ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
+        request = _aiplatform().ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
         for job in self._client.list_tuning_jobs(request=request, retry=retry,
                                                  timeout=self.retry_policy.attempt_timeout):
             yield _to_model(job)
@@ -515,5 +525,5 @@ def _metric_value(name: str, value: Any) -> float | int:
 
 
 def _to_model(proto_job: Any) -> TuningJob:
-    wire = json_format.MessageToDict(aiplatform_v1.TuningJob.pb(proto_job))
+    wire = json_format.MessageToDict(_aiplatform().TuningJob.pb(proto_job))
     return TuningJob.model_validate(wire)
