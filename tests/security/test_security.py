@@ -335,7 +335,7 @@ def test_the_local_passphrase_is_never_used_for_another_stack(clone):  # noqa: F
     #    and even while `local` (which has the built-in passphrase) is the selected stack.
     attempts = ["preview --stack dev", "up --yes -s dev", "stack init dev",
                 "config set --secret other:token x --stack=dev", "config get other:token -sdev",
-                "refresh --yes --stack dev"]
+                "refresh --yes --stack dev", "-s dev preview"]
     script = ". tools/pulumi/activate && pulumi stack select --create local && " + "; ".join(
         f"pulumi {command}; echo \"rc=$?\"" for command in attempts)
     result = shell(clone, script)
