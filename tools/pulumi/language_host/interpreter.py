@@ -30,19 +30,14 @@ class Interpreter:
         Raises:
             InterpreterError: naming the option and how to fix it.
         """
-        toolchain = str(options.get("toolchain") or "pip")
-        if toolchain not in SUPPORTED_TOOLCHAINS:
-            raise InterpreterError(f"runtime option toolchain: {toolchain!r} is not supported by this language "
-                                   f"host (supported: {', '.join(SUPPORTED_TOOLCHAINS)})")
-        virtualenv = options.get("virtualenv") or (".venv" if toolchain == "uv" else None)
-        if not virtualenv:
+        venv = virtualenv_dir(options, root)
+        if venv is None:
             return cls(python=python_on_path(environ))
-        venv = Path(str(virtualenv))
-        venv = venv if venv.is_absolute() else Path(root) / venv
         python = venv / "bin" / "python"
         if not python.exists():
             raise InterpreterError(
-                f"The 'virtualenv' option in Pulumi.yaml is set to {str(virtualenv)!r}, but {venv} "
+                f"The 'virtualenv' option in Pulumi.yaml is set to {str(options.get('virtualenv') or '.venv')!r}, "
+                f"but {venv} "
                 f"{'is not a virtual environment' if venv.is_dir() else 'does not exist'}. Create it with: "
                 f"python3 -m venv {venv} && {python} -m pip install -r {Path(root) / 'requirements.txt'}")
         return cls(python=str(python), virtualenv=venv)
@@ -66,6 +61,23 @@ class Interpreter:
         except (OSError, subprocess.SubprocessError):
             return ""
         return result.stdout.strip()
+
+
+def virtualenv_dir(options: Mapping[str, Any], root: str) -> Optional[Path]:
+    """The virtualenv folder runtime `options` name (relative to `root`; uv's default `.venv`), or None.
+
+    Raises:
+        InterpreterError: the options name a toolchain this host does not support.
+    """
+    toolchain = str(options.get("toolchain") or "pip")
+    if toolchain not in SUPPORTED_TOOLCHAINS:
+        raise InterpreterError(f"runtime option toolchain: {toolchain!r} is not supported by this language "
+                               f"host (supported: {', '.join(SUPPORTED_TOOLCHAINS)})")
+    virtualenv = options.get("virtualenv") or (".venv" if toolchain == "uv" else None)
+    if not virtualenv:
+        return None
+    venv = Path(str(virtualenv))
+    return venv if venv.is_absolute() else Path(root) / venv
 
 
 def python_on_path(environ: Mapping[str, str]) -> str:

@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2, json_format
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
 from children import Children, stop, stream_lines
-from interpreter import Interpreter, InterpreterError, python_on_path
+from interpreter import Interpreter, InterpreterError, python_on_path, virtualenv_dir
 from policy_proxy import PolicyPackNotStarted, PolicyProxy, configuration_env
 
 log = logging.getLogger("pulumi-language-python")
@@ -240,10 +240,8 @@ def _port(line: bytes) -> Optional[int]:
 def install_steps(root: str, options: Mapping[str, Any], environ: Mapping[str, str]) -> Iterator[Any]:
     """The commands (lists) and notes (strings) that install a project's requirements into its virtualenv."""
     requirements = Path(root) / "requirements.txt"
-    virtualenv = options.get("virtualenv") or (".venv" if options.get("toolchain") == "uv" else None)
-    if virtualenv:
-        venv = Path(str(virtualenv))
-        venv = venv if venv.is_absolute() else Path(root) / venv
+    venv = virtualenv_dir(options, root)
+    if venv is not None:
         if not (venv / "bin" / "python").exists():
             yield [python_on_path(environ), "-m", "venv", str(venv)]
         python = str(venv / "bin" / "python")
