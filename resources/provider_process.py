@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Optional
 
 ENGINE_CHECK_SECONDS = 5.0
@@ -42,7 +43,8 @@ def _watch(address: str) -> None:
 
     channel = grpc.insecure_channel(address)
     check = channel.unary_unary(HEALTH_CHECK)  # raw bytes: an empty HealthCheckRequest is b""
-    while not threading.Event().wait(ENGINE_CHECK_SECONDS):
+    while True:
+        time.sleep(ENGINE_CHECK_SECONDS)
         try:
             check(b"", timeout=ENGINE_CHECK_SECONDS)
         except grpc.RpcError as error:
