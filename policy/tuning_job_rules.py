@@ -123,6 +123,10 @@ def _prod_safeguards(args: ResourceValidationArgs, report_violation: ReportViola
     if on_delete != "abandon":
         report_violation(f"{_job(args)}: onDelete is {show(on_delete)}; {rule} is abandoned, never cancelled, "
                          f"by destroy (set {PROJECT_NAMESPACE}:onDelete abandon)")
+    tuned_model_on_delete = args.props.get("tunedModelOnDelete") or "keep"
+    if tuned_model_on_delete != "keep":
+        report_violation(f"{_job(args)}: tunedModelOnDelete is {show(tuned_model_on_delete)}; {rule} keeps its "
+                         f"tuned model and endpoint on destroy (set {PROJECT_NAMESPACE}:tunedModelOnDelete keep)")
     wait = args.props.get("waitForCompletion")
     if wait is None or wait:  # the provider's default is to wait
         report_violation(f"{_job(args)}: waitForCompletion is {show(True if wait is None else wait)}; {rule} does "
@@ -131,8 +135,8 @@ def _prod_safeguards(args: ResourceValidationArgs, report_violation: ReportViola
 
 prod_safeguards = ResourceValidationPolicy(
     name="tuning-job-prod-safeguards",
-    description="A production tuning job is protected, abandoned (not cancelled) by destroy, and does not make "
-                "`up` wait for it.",
+    description="A production tuning job is protected, abandoned (not cancelled) by destroy, keeps its tuned "
+                "model on destroy, and does not make `up` wait for it.",
     validate=_prod_safeguards,
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=schema(SAFEGUARD_DEFAULTS,

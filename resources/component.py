@@ -70,5 +70,6 @@ class TranslationTuning(pulumi.ComponentResource):
             "waitForCompletion": settings.wait_for_completion,
             "completionTimeoutSeconds": settings.completion_timeout,
             "onDelete": settings.on_delete,
+            "tunedModelOnDelete": settings.resolved_tuned_model_on_delete,
         }.items()}, job_opts)
         self.register_outputs({"bucketName": self.bucket_name, "tuningJobName": self.job.tuningJobName})

@@ -37,6 +37,9 @@ class StackSettings(BaseModel):
     completion_timeout: int = Field(3600, ge=1, description="Seconds to wait for completion at most.")
     on_delete: Literal["cancel", "abandon"] = Field("cancel", description="What destroy does to a running job.")
     protect_job: bool = Field(False, description="Protect the job from deletion (Pulumi `protect`).")
+    tuned_model_on_delete: Optional[Literal["keep", "delete"]] = Field(
+        None, description="What destroy does to the tuned model and endpoint; default delete on the emulator, "
+                          "keep on GCP.")
     emulator_endpoint: Optional[str] = Field(None, description="Emulator URL, `embedded`, or empty for real GCP.")
     bucket_name: Optional[str] = Field(None, description="Dataset bucket; default `<project>-tuning-<stack>`.")
     dataset_prefix: str = Field("datasets", description="Object prefix of the uploaded datasets.")
@@ -74,6 +77,12 @@ class StackSettings(BaseModel):
     @property
     def uses_emulator(self) -> bool:
         return self.emulator_endpoint is not None
+
+    @property
+    def resolved_tuned_model_on_delete(self) -> str:
+        """`delete` on the emulator (nothing there is worth keeping), `keep` on GCP (a tuned model is costly
+        to remake and may serve traffic), unless the stack says otherwise."""
+        return self.tuned_model_on_delete or ("delete" if self.uses_emulator else "keep")
 
     def resolved_bucket_name(self, stack: str) -> str:
         return self.bucket_name or f"{self.project}-tuning-{stack}".lower()

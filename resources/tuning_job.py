@@ -17,7 +17,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
     ResourceProvider, UpdateResult
 
 from resources.target import TargetedProvider, is_unknown
-from tuning.client import TuningApi
+from tuning.client import ApiTarget, TuningApi
 from tuning.errors import ApiCallError, ApiError, JobFailedError
 from tuning.models import AdapterSize, JobState, SupervisedHyperParameters, SupervisedTuningSpec
 from tuning.models import TuningJob as TuningJobMessage
@@ -28,7 +28,7 @@ from tuning.rules import create_request_violations
 API_INPUTS = ("baseModel", "trainingDatasetUri", "validationDatasetUri", "tunedModelDisplayName", "description",
               "epochCount", "learningRateMultiplier", "adapterSize", "labels")
 # Inputs only this provider reads: a change is an in-place update that never touches the job.
-PROVIDER_INPUTS = ("waitForCompletion", "completionTimeoutSeconds", "onDelete")
+PROVIDER_INPUTS = ("waitForCompletion", "completionTimeoutSeconds", "onDelete", "tunedModelOnDelete")
 # Changing these means "a different job" as well.
 IDENTITY_INPUTS = ("idempotencyKey", "adoptJobName")
 OUTPUTS = ("tuningJobName", "state", "tunedModelName", "tunedModelEndpointName", "experiment", "metrics", "error",
@@ -73,6 +73,8 @@ class TuningJobArgs(TypedDict, total=False):
     """Upper bound of that wait."""
     onDelete: pulumi.Input[str]
     """`cancel` (default) a still-running job on destroy, or `abandon` it."""
+    tunedModelOnDelete: pulumi.Input[str]
+    """`keep` (default) the tuned model and its endpoint on destroy, or `delete` them (undeploy first)."""
 
 
 def idempotency_label_value(props: dict[str, Any]) -> str:
@@ -144,6 +146,9 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         ]
         if known.get("onDelete", "cancel") not in ("cancel", "abandon"):
             failures.append(CheckFailure("onDelete", f"must be 'cancel' or 'abandon', got {known['onDelete']!r}"))
+        if known.get("tunedModelOnDelete", "keep") not in ("keep", "delete"):
+            failures.append(CheckFailure("tunedModelOnDelete",
+                                         f"must be 'keep' or 'delete', got {known['tunedModelOnDelete']!r}"))
         timeout = known.get("completionTimeoutSeconds", 3600)
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             failures.append(CheckFailure("completionTimeoutSeconds", f"must be a positive number, got {timeout!r}"))
@@ -204,25 +209,61 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return UpdateResult({**olds, **{key: news.get(key) for key in PROVIDER_INPUTS}})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if props.get("onDelete") == "abandon":
-            pulumi.log.info(f"onDelete=abandon: leaving tuning job {id_} as it is")
-            return
         api = TuningApi(self.target)
         job = api.get_tuning_job(id_)
-        if job is None or job.has_ended:
+        if job is None:
             return
-        api.cancel_tuning_job(id_)
-        # Wait for the cancel to land so nothing is left running when destroy reports success.
-        # CANCELLING is accepted after the wait: the service has taken the cancel and only it can finish it.
+        if not job.has_ended:
+            if props.get("onDelete") == "abandon":
+                pulumi.log.info(f"onDelete=abandon: leaving tuning job {id_} as it is")
+                return
+            job = self._cancel(api, job)
+        if props.get("tunedModelOnDelete") == "delete" and job.tuned_model:
+            delete_tuned_model(self.target, job.tuned_model.endpoint, job.tuned_model.model)
+
+    def _cancel(self, api: TuningApi, job: TuningJobMessage) -> TuningJobMessage:
+        """Cancel a job and wait for the cancel to land, so that nothing is left running when destroy reports
+        success. CANCELLING is accepted after the wait: the service has taken the cancel and only it can finish
+        it. Returns the job as last seen (it may have succeeded in the meantime)."""
+        api.cancel_tuning_job(job.name)
         try:
-            poll_until(lambda: api.get_tuning_job(id_) or job, lambda j: j.has_ended, timeout=CANCEL_WAIT_SECONDS,
-                       backoff=Backoff(initial=0.5, maximum=5.0))
+            return poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended,
+                              timeout=CANCEL_WAIT_SECONDS, backoff=Backoff(initial=0.5, maximum=5.0))
         except DeadlineExceeded as exceeded:
             if exceeded.last.state != JobState.JOB_STATE_CANCELLING:
-                raise ApiError(0, f"tuning job {id_} is still {exceeded.last.state.value} "
+                raise ApiError(0, f"tuning job {job.name} is still {exceeded.last.state.value} "
                                   f"{CANCEL_WAIT_SECONDS}s after it was cancelled") from None
-            pulumi.log.warn(f"tuning job {id_} is still CANCELLING after {CANCEL_WAIT_SECONDS}s; the service "
+            pulumi.log.warn(f"tuning job {job.name} is still CANCELLING after {CANCEL_WAIT_SECONDS}s; the service "
                             "finishes the cancel")
+            return exceeded.last
+
+
+def delete_tuned_model(target: ApiTarget, endpoint: Optional[str], model: Optional[str]) -> None:
+    """tunedModelOnDelete=delete: undeploy and delete the tuned endpoint, then delete the tuned model.
+
+    The endpoint goes first: a model that is still deployed cannot be deleted. What is already gone counts as
+    deleted, so a destroy that was interrupted half-way finishes on the next run.
+    """
+    from tuning.models_api import ModelsApi  # the Model and Endpoint clients load only when something is deleted
+
+    api = ModelsApi(target)
+    if endpoint:
+        try:
+            for deployed_model_id in api.undeploy_all(endpoint):
+                pulumi.log.info(f"undeployed {deployed_model_id} from {endpoint}")
+            api.delete_endpoint(endpoint)
+            pulumi.log.info(f"deleted tuned endpoint {endpoint} (tunedModelOnDelete=delete)")
+        except ApiError as error:
+            if error.code != 404:
+                raise
+    if model:
+        try:
+            # The tuned model has one version (@1): deleting the model deletes it.
+            api.delete_model(model.split("@", 1)[0])
+            pulumi.log.info(f"deleted tuned model {model} (tunedModelOnDelete=delete)")
+        except ApiError as error:
+            if error.code != 404:
+                raise
 
 
 def _input_name(field: str) -> str:

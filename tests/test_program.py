@@ -151,6 +151,15 @@ def test_prod_job_is_protected_and_does_not_wait(project):
     assert (job["waitForCompletion"], job["onDelete"]) == (False, "abandon")
 
 
+@pytest.mark.parametrize(("stack", "overrides", "expected"), [
+    ("local", {}, "delete"), ("dev", {}, "keep"), ("prod", {}, "keep"),
+    ("local", {"translation-tuning:tunedModelOnDelete": "keep"}, "keep"),
+    ("dev", {"translation-tuning:tunedModelOnDelete": "delete"}, "delete")])
+def test_the_tuned_model_is_deleted_on_destroy_by_default_only_on_the_emulator(project, stack, overrides, expected):
+    mocks = run_program(stack, project, **overrides)
+    assert by_type(mocks, "vertex:TuningJob")[0][1]["tunedModelOnDelete"] == expected
+
+
 def test_dataset_paths_are_resolved_against_the_project(project):
     mocks = run_program("local", project)
     paths = sorted(inputs["path"] for _, inputs in by_type(mocks, "storage:TuningDataset"))

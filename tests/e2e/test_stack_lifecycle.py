@@ -79,6 +79,9 @@ def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, fast_em
     assert json.loads(project.run("stack", "export").stdout)["deployment"].get("resources") in (None, [])
     assert all(job["state"] in TERMINAL for job in jobs(fast_emulator.url))
     assert buckets(fast_emulator.url) == []
+    # tunedModelOnDelete defaults to delete on the emulator: no endpoint or model is left behind.
+    for name in (changed["tunedModelEndpointName"], changed["tunedModelName"].split("@")[0]):
+        assert requests.get(f"{fast_emulator.url}/v1/{name}", timeout=30).status_code == 404, name
 
 
 def test_destroy_cancels_a_running_job(tmp_path):

@@ -115,7 +115,7 @@ def test_only_a_local_job_may_use_the_emulator_and_a_preview_creates_nothing(tmp
     assert jobs(served.url) == [] and buckets(served.url) == []
 
 
-def test_a_prod_job_is_protected_abandoned_on_destroy_and_not_waited_for(tmp_path, served):
+def test_a_prod_job_is_protected_abandoned_and_kept_on_destroy_and_not_waited_for(tmp_path, served):
     project = stack(tmp_path, served, labels={"env": "prod", "team": "e2e"}, protectJob=False, onDelete="cancel",
                     waitForCompletion=True)
     result = preview(project)
@@ -128,6 +128,10 @@ def test_a_prod_job_is_protected_abandoned_on_destroy_and_not_waited_for(tmp_pat
         ("mandatory", "tuning-job-prod-safeguards",
          f"{JOB}: onDelete is 'cancel'; a job with env 'prod' is abandoned, never cancelled, by destroy "
          "(set translation-tuning:onDelete abandon)"),
+        # On the emulator the tuned model is deleted by default.
+        ("mandatory", "tuning-job-prod-safeguards",
+         f"{JOB}: tunedModelOnDelete is 'delete'; a job with env 'prod' keeps its tuned model and endpoint on "
+         "destroy (set translation-tuning:tunedModelOnDelete keep)"),
         ("mandatory", "tuning-job-prod-safeguards",
          f"{JOB}: waitForCompletion is true; a job with env 'prod' does not block `up` for hours "
          "(set translation-tuning:waitForCompletion false)"),
@@ -138,7 +142,7 @@ def test_a_prod_job_is_protected_abandoned_on_destroy_and_not_waited_for(tmp_pat
 
 def test_a_prod_job_with_its_safeguards_passes(tmp_path, served):
     project = stack(tmp_path, served, labels={"env": "prod", "team": "e2e"}, protectJob=True, onDelete="abandon",
-                    waitForCompletion=False)
+                    tunedModelOnDelete="keep", waitForCompletion=False)
     # The pack sees the resource option `protect`; the emulator rule is what a prod job on the emulator breaks.
     result = preview(project, {"tuning-job-emulator-local-only": "disabled"})
     assert passed(result), result.stdout

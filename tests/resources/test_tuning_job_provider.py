@@ -31,6 +31,10 @@ def inputs(train_uri: str, validation_uri: str | None = None, **overrides) -> di
     return props
 
 
+def vertex_get(endpoint: str, name: str) -> requests.Response:
+    return requests.get(f"{endpoint}/v1/{name}", timeout=30)
+
+
 def list_jobs(endpoint: str) -> list[dict]:
     url = f"{endpoint}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
     return requests.get(url, timeout=30).json().get("tuningJobs", [])
@@ -188,6 +192,31 @@ def test_delete_of_an_ended_or_missing_job_succeeds(emulator, sample_uris):
     provider.delete(created.id, created.outs)  # SUCCEEDED: nothing to cancel
     provider.delete(f"projects/{PROJECT}/locations/{LOCATION}/tuningJobs/404", {})
     assert list_jobs(emulator.url)[0]["state"] == "JOB_STATE_SUCCEEDED"
+
+
+def test_delete_with_tuned_model_on_delete_removes_the_endpoint_and_the_model(emulator, sample_uris):
+    provider = configured(emulator.url)
+    created = provider.create(inputs(*sample_uris, tunedModelOnDelete="delete"))
+    endpoint, model = created.outs["tunedModelEndpointName"], created.outs["tunedModelName"]
+    assert vertex_get(emulator.url, endpoint).status_code == 200
+    provider.delete(created.id, created.outs)
+    assert vertex_get(emulator.url, endpoint).status_code == 404
+    assert vertex_get(emulator.url, model.split("@")[0]).status_code == 404
+    provider.delete(created.id, created.outs)  # again, as after an interrupted destroy: already gone is done
+
+
+def test_delete_keeps_the_tuned_model_by_default(emulator, sample_uris):
+    provider = configured(emulator.url)
+    created = provider.create(inputs(*sample_uris))
+    provider.delete(created.id, created.outs)
+    assert vertex_get(emulator.url, created.outs["tunedModelEndpointName"]).status_code == 200
+    assert vertex_get(emulator.url, created.outs["tunedModelName"].split("@")[0]).status_code == 200
+
+
+def test_check_rejects_an_unknown_tuned_model_on_delete():
+    result = TuningJobProvider().check({}, inputs("gs://bucket/t.jsonl", tunedModelOnDelete="undeploy"))
+    assert [(failure.property, failure.reason) for failure in result.failures] == [
+        ("tunedModelOnDelete", "must be 'keep' or 'delete', got 'undeploy'")]
 
 
 def test_configured_target_is_never_pickled_into_the_state(emulator):
