@@ -32,7 +32,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.protobuf import json_format
 
 from tuning.errors import ApiCallError, ConfigError, TuningError
-from tuning.models import EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
+from tuning.models import ALL_METRICS, EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ def calling(call: str, resource: str, target: ApiTarget, policy: RetryPolicy,
 
 
 # The aiplatform SDK reads its endpoint, transport and credentials from one process-wide config;
-# `_experiment_metrics` swaps it in and back under this lock so concurrent callers never see each other's target.
+# `_sdk_targeting` swaps it in and back under this lock so concurrent callers never see each other's target.
 _SDK_CONFIG_LOCK = threading.Lock()
 
 
@@ -458,22 +458,9 @@ class TuningApi:
         if not job.name or not job.state:
             return {}
         if self.target.emulator_endpoint:
-            with self._calling("metrics read", f"of {job.name}"):
-                latest = self.retry_policy.retry()(self._emulator_metrics)(job.name)
-        else:
-            latest = self.experiment_metrics(job)
-        return {name.lstrip("/"): _metric_value(name, latest[name]) for name in TRAIN_METRICS + EVAL_METRICS
-                if name in latest}
-
-    def _emulator_metrics(self, job_name: str) -> dict[str, float]:
-        """The emulator's documented metrics route (it has no official client); errors as Google's classes."""
-        url = f"{self.target.emulator_endpoint.rstrip('/')}/_emulator/v1/{job_name}/metrics"
-        response = requests.get(url, timeout=self.retry_policy.attempt_timeout)
-        if response.status_code == 404:
-            return {}
-        if response.status_code >= 400:
-            raise gexc.from_http_response(response)
-        return response.json().get("latest", {})
+            return {name: points[-1][1] for name, points in self.metric_series(job).items()}
+        latest = self.experiment_metrics(job)
+        return {name.lstrip("/"): _metric_value(name, latest[name]) for name in ALL_METRICS if name in latest}
 
     def experiment_metrics(self, job: TuningJob) -> dict[str, float]:
         """The latest metric values from the job's Vertex AI experiment (ML Metadata and TensorBoard reads), as
@@ -487,15 +474,71 @@ class TuningApi:
         if not job.experiment:
             return {}
         from google.cloud import aiplatform  # heavy import; only real GCP stacks need it
+
+        with self._sdk_targeting():
+            frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
+        if frame.empty:
+            return {}
+        row = frame.iloc[0]
+        prefix = "time_series_metric."
+        return {column[len(prefix):]: float(row[column]) for column in frame.columns
+                if column.startswith(prefix) and row[column] == row[column]}
+
+    def metric_series(self, job: TuningJob) -> dict[str, list[tuple[int, float]]]:
+        """Every computed point of each metric, `{name: [(step, value), ...]}` in step order, names without the
+        leading slash. On the emulator its metrics route; on Vertex AI the TensorBoard time series of the job's
+        experiment runs. A read, retried as a whole."""
+        if not job.name or not job.state:
+            return {}
+        if self.target.emulator_endpoint:
+            with self._calling("metrics read", f"of {job.name}"):
+                raw = self.retry_policy.retry()(self._emulator_metric_series)(job.name)
+        elif job.experiment:
+            with self._calling("experiment read (ML Metadata, TensorBoard)", job.experiment):
+                raw = self.retry_policy.retry(is_retryable_cause)(self._experiment_series)(job)
+        else:
+            return {}
+        return {name.lstrip("/"): sorted(raw[name]) for name in ALL_METRICS if raw.get(name)}
+
+    def _emulator_metric_series(self, job_name: str) -> dict[str, list[tuple[int, float]]]:
+        url = f"{self.target.emulator_endpoint.rstrip('/')}/_emulator/v1/{job_name}/metrics"
+        response = requests.get(url, timeout=self.retry_policy.attempt_timeout)
+        if response.status_code == 404:
+            return {}
+        if response.status_code >= 400:
+            raise gexc.from_http_response(response)
+        return {name: [(int(point["step"]), _metric_value(name, point["value"])) for point in points]
+                for name, points in response.json().get("series", {}).items()}
+
+    def _experiment_series(self, job: TuningJob) -> dict[str, list[tuple[int, float]]]:
+        from google.cloud import aiplatform  # heavy import; only real GCP stacks need it
+
+        series: dict[str, list[tuple[int, float]]] = {}
+        with self._sdk_targeting():
+            experiment = job.experiment.rsplit("/", 1)[-1]
+            for run in aiplatform.ExperimentRun.list(experiment=experiment):
+                frame = run.get_time_series_data_frame()
+                for name in (column for column in frame.columns if column not in ("step", "wall_time")):
+                    points = frame[["step", name]].dropna()
+                    series.setdefault(name if name.startswith("/") else f"/{name}", []).extend(
+                        (int(step), _metric_value(name, value)) for step, value in points.itertuples(index=False))
+        return series
+
+    @contextmanager
+    def _sdk_targeting(self) -> Iterator[None]:
+        """Point the aiplatform SDK at this API's target for the block, then put its global config back.
+
+        Same target as the GAPIC client: the emulator's endpoint with anonymous credentials, or the regional
+        endpoint with ADC; REST either way. The SDK only takes these through its global config (`init`), so
+        it is set for the block and put back as it was (init also resets the experiment tracker). The SDK's own
+        retry of its get calls (120 s, `base._DEFAULT_RETRY`) is switched off meanwhile: the caller retries the
+        whole read within its deadline, and two nested retries would double it.
+        """
+        from google.cloud import aiplatform
         from google.cloud.aiplatform import base as sdk_base
         from google.cloud.aiplatform import initializer
         from google.cloud.aiplatform.metadata import metadata
 
-        # Same target as the GAPIC client: the emulator's endpoint with anonymous credentials, or the regional
-        # endpoint with ADC; REST either way. The SDK only takes these through its global config (`init`), so
-        # it is set for this call and put back as it was (init also resets the experiment tracker). The SDK's own
-        # retry of its get calls (120 s, `base._DEFAULT_RETRY`) is switched off meanwhile: the caller retries the
-        # whole read within its deadline, and two nested retries would double it.
         emulator = self.target.emulator_endpoint
         with _SDK_CONFIG_LOCK:
             saved = [(state, dict(vars(state))) for state in (initializer.global_config, metadata._experiment_tracker)]
@@ -505,18 +548,12 @@ class TuningApi:
                 aiplatform.init(project=self.target.project, location=self.target.location,
                                 api_endpoint=self.target.api_endpoint,
                                 api_transport="rest", credentials=AnonymousCredentials() if emulator else None)
-                frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
+                yield
             finally:
                 sdk_base._DEFAULT_RETRY = saved_retry
                 for state, attributes in saved:
                     vars(state).clear()
                     vars(state).update(attributes)
-        if frame.empty:
-            return {}
-        row = frame.iloc[0]
-        prefix = "time_series_metric."
-        return {column[len(prefix):]: float(row[column]) for column in frame.columns
-                if column.startswith(prefix) and row[column] == row[column]}
 
 
 def _metric_value(name: str, value: Any) -> float | int:

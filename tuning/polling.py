@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Iterator, Optional, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class DelaySchedule(Protocol):
+    """Anything that yields the seconds to sleep between polls (`Backoff`, `ProportionalBackoff`)."""
+
+    def delays(self) -> Iterator[float]: ...
 
 
 @dataclass(frozen=True)
@@ -17,7 +23,7 @@ class Backoff:
     maximum: float = 30.0
     multiplier: float = 1.5
 
-    def delays(self):
+    def delays(self) -> Iterator[float]:
         delay = self.initial
         while True:
             yield delay
@@ -33,7 +39,7 @@ class DeadlineExceeded(TimeoutError):
 
 
 def poll_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float,
-               backoff: Backoff = Backoff(), sleep: Callable[[float], None] = time.sleep,
+               backoff: DelaySchedule = Backoff(), sleep: Callable[[float], None] = time.sleep,
                clock: Callable[[], float] = time.monotonic, on_poll: Optional[Callable[[T], None]] = None) -> T:
     """Call `fetch()` until `done(value)`; returns that value.
 

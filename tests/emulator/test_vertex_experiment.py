@@ -168,6 +168,17 @@ def test_experiment_metrics_equal_the_emulator_shortcut_and_leave_sdk_config_alo
     assert dict(vars(initializer.global_config)) == config_before
 
 
+def test_experiment_time_series_equal_the_emulator_metrics_route(served, succeeded_job_name):
+    api = TuningApi(ApiTarget(project=PROJECT, location=LOCATION, emulator_endpoint=served.url))
+    job = api.get_tuning_job(succeeded_job_name)
+
+    from_experiment = api._experiment_series(job)
+
+    from_route = api.metric_series(job)
+    assert {name.lstrip("/"): sorted(points) for name, points in from_experiment.items()} == from_route
+    assert len(from_route) == len(ALL_METRICS) and all(len(points) > 1 for points in from_route.values())
+
+
 # --- REST details ----------------------------------------------------------------------------------------
 
 

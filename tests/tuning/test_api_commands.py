@@ -190,3 +190,68 @@ def test_an_endpoint_in_another_location_than_the_target_is_a_clear_error(emulat
     status, _, err = run("endpoints", "undeploy", endpoint, *target(emulator))
 
     assert (status, err) == (1, f"error: --location: {endpoint} is in europe-west4; pass --location europe-west4\n")
+
+
+# --- jobs metrics --follow / --png ---------------------------------------------------------------------------
+
+
+def start_job(emulator, sample_uris) -> str:
+    body = {"baseModel": "translation-llm-002",
+            "supervisedTuningSpec": {"trainingDatasetUri": sample_uris[0], "validationDatasetUri": sample_uris[1]}}
+    return requests.post(f"{emulator.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs", json=body,
+                         timeout=30).json()["name"]
+
+
+@pytest.fixture
+def paced_emulator(tmp_path):
+    """Jobs of about 8 s: long enough for several progress bar updates."""
+    from emulator.server import serve_in_thread
+    from tests.conftest import emulator_settings
+
+    with serve_in_thread(emulator_settings(tmp_path / "emulator", steps=80, step_delay_seconds=0.1)) as running:
+        yield running
+
+
+def test_follow_draws_a_progress_bar_until_the_job_succeeds(paced_emulator, tmp_path):
+    from tests.conftest import SAMPLE_TRAIN, SAMPLE_VALIDATION, upload
+
+    uris = (upload(paced_emulator, "datasets", "t.jsonl", SAMPLE_TRAIN),
+            upload(paced_emulator, "datasets", "v.jsonl", SAMPLE_VALIDATION))
+    name = start_job(paced_emulator, uris)
+    status, out, err = run("jobs", "metrics", name, "--follow", *target(paced_emulator))
+    assert status == 0, err
+    assert json.loads(out)["train_total_loss"] > 0
+    frames = err.split("\r")
+    assert any("RUNNING" in frame for frame in frames) and len(frames) > 2
+    assert "SUCCEEDED" in frames[-1] and "80/80" in frames[-1] and "train_total_loss" in frames[-1]
+
+
+def test_follow_of_a_cancelled_job_exits_1_with_its_state(slow_emulator):
+    from tests.conftest import SAMPLE_TRAIN, upload
+
+    name = start_job(slow_emulator, (upload(slow_emulator, "datasets", "t.jsonl", SAMPLE_TRAIN), None))
+    requests.post(f"{slow_emulator.url}/v1/{name}:cancel", timeout=30)
+    status, _, err = run("jobs", "metrics", name, "--follow", *target(slow_emulator))
+    assert status == 1
+    assert f"error: tuning job {name} ended JOB_STATE_CANCELLED: " in err
+
+
+def test_png_draws_the_six_curves_at_the_documented_size(emulator, succeeded_job, tmp_path):
+    import numpy
+    from matplotlib import image
+
+    from tuning.curves import DPI, HEIGHT_INCHES, WIDTH_INCHES
+
+    path = tmp_path / "curves.png"
+    status, _, err = run("jobs", "metrics", succeeded_job["name"], "--png", str(path), *target(emulator))
+    assert status == 0 and f"curves: {path}" in err
+    pixels = image.imread(path)[:, :, :3]
+    assert pixels.shape[:2] == (int(HEIGHT_INCHES * DPI), int(WIDTH_INCHES * DPI))
+
+    def share_of(colour: str) -> float:
+        rgb = numpy.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        return float((numpy.abs(pixels - rgb).max(axis=2) < 0.05).mean())
+
+    # Not blank: both the training (blue) and the evaluation (orange) curves are drawn.
+    assert share_of("#1a73e8") > 0.001 and share_of("#e8710a") > 0.001
+    assert share_of("#ffffff") < 0.97
