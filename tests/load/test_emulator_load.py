@@ -29,7 +29,7 @@ import requests
 
 from emulator.server import RunningEmulator, serve_in_thread
 from tests.conftest import (LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, emulator_settings, upload)
-from tests.emulator.helpers import wait_until_ended
+from tests.emulator.helpers import ENDED, wait_for, wait_until_ended
 
 CLIENTS = 64
 LOAD_SECONDS = 5.0
@@ -93,6 +93,7 @@ class Client:
     session: requests.Session = field(default_factory=requests.Session)
     outcomes: list[Outcome] = field(default_factory=list)
     created_jobs: list[str] = field(default_factory=list)
+    cancelled_jobs: list[str] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -131,7 +132,14 @@ def create_then_cancel(client: Client) -> None:
         name = created.json()["name"]
         client.created_jobs.append(name)
         # 400 FAILED_PRECONDITION is the answer when the runner already ended the job.
-        client.call("tuningJobs.cancel", "POST", f"/v1/{name}:cancel", frozenset({200, 400}), json={})
+        cancelled = client.call("tuningJobs.cancel", "POST", f"/v1/{name}:cancel", frozenset({200, 400}), json={})
+        if cancelled is not None and cancelled.status_code == 200:
+            client.cancelled_jobs.append(name)
+
+
+def job_metrics(client: Client) -> None:
+    # The provider's read of the latest metrics once the job has ended (the emulator's documented route).
+    client.call("metrics", "GET", f"/_emulator/v1/{client.seeded.job['name']}/metrics")
 
 
 def get_bucket(client: Client) -> None:
@@ -173,8 +181,8 @@ def generate(client: Client) -> None:
 
 # Weights: a deploy mostly polls its job and reads metadata; uploads, creates and prompts are rarer.
 MIX: list[tuple[Callable[[Client], None], int]] = [
-    (get_job, 30), (list_jobs_by_label, 8), (create_then_cancel, 2), (get_bucket, 6), (upload_dataset, 4),
-    (object_metadata, 10), (download_dataset, 5), (generate, 1),
+    (get_job, 30), (list_jobs_by_label, 8), (create_then_cancel, 2), (job_metrics, 2), (get_bucket, 6),
+    (upload_dataset, 4), (object_metadata, 10), (download_dataset, 5), (generate, 1),
 ]
 
 
@@ -211,7 +219,7 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def latency_report(outcomes: list[Outcome], seconds: float) -> dict:
+def latency_report(clients: int, outcomes: list[Outcome], seconds: float) -> dict:
     by_route: dict[str, list[float]] = defaultdict(list)
     for outcome in outcomes:
         by_route[outcome.route].append(outcome.seconds)
@@ -221,7 +229,7 @@ def latency_report(outcomes: list[Outcome], seconds: float) -> dict:
         routes[route] = {"requests": len(ordered), "p50_ms": round(percentile(ordered, 0.50) * 1000, 1),
                          "p99_ms": round(percentile(ordered, 0.99) * 1000, 1),
                          "max_ms": round(ordered[-1] * 1000, 1)}
-    return {"clients": CLIENTS, "seconds": seconds, "requests": len(outcomes),
+    return {"clients": clients, "seconds": round(seconds, 2), "requests": len(outcomes),
             "requests_per_second": round(len(outcomes) / seconds, 1), "routes": routes}
 
 
@@ -242,7 +250,7 @@ def test_64_clients_get_no_server_error_and_every_write_lands(seeded):
     elapsed = time.monotonic() - began
 
     outcomes = [outcome for client in clients for outcome in client.outcomes]
-    report = latency_report(outcomes, elapsed)
+    report = latency_report(CLIENTS, outcomes, elapsed)
     print_report(report)
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.write_text(json.dumps(report, indent=2) + "\n")
@@ -250,16 +258,24 @@ def test_64_clients_get_no_server_error_and_every_write_lands(seeded):
     problems = [f"{outcome.route}: {outcome.problem}" for outcome in outcomes if outcome.problem]
     assert problems == [], f"{len(problems)} bad answers of {len(outcomes)}, first: {problems[:5]}"
     assert set(report["routes"]) == {"tuningJobs.get", "tuningJobs.list", "tuningJobs.create", "tuningJobs.cancel",
-                                     "buckets.get", "objects.insert", "objects.get", "objects.download",
+                                     "metrics", "buckets.get", "objects.insert", "objects.get", "objects.download",
                                      "generateContent"}
 
     # What each client was told it created is there, once.
     uploaded = sorted(name for client in clients for name in client.uploaded)
     assert listed_objects(seeded.url, "load/") == uploaded
     created = sorted(name for client in clients for name in client.created_jobs)
-    listed = requests.get(f"{seeded.url}/v1/{PARENT}/tuningJobs", params={"pageSize": 1000}, timeout=30).json()
-    assert sorted(job["name"] for job in listed["tuningJobs"] if LOAD_LABEL in job.get("labels", {})
-                  and job["labels"][LOAD_LABEL] != "seed") == created
+    assert sorted(load_jobs(seeded.url)) == created
+    # A cancel the emulator accepted ends the job CANCELLED, whatever the runner was doing with it meanwhile.
+    states = wait_for(lambda: load_jobs(seeded.url), lambda jobs: ENDED.issuperset(jobs.values()))
+    assert {states[name] for client in clients for name in client.cancelled_jobs} == {"JOB_STATE_CANCELLED"}
+
+
+def load_jobs(url: str) -> dict[str, str]:
+    """{name: state} of the jobs the clients created (the seeded job aside)."""
+    listed = requests.get(f"{url}/v1/{PARENT}/tuningJobs", params={"pageSize": 1000}, timeout=30).json()
+    return {job["name"]: job["state"] for job in listed["tuningJobs"]
+            if job.get("labels", {}).get(LOAD_LABEL, "seed") != "seed"}
 
 
 def listed_objects(url: str, prefix: str) -> list[str]:
