@@ -38,7 +38,8 @@ ARTIFACT = REPO / "tests" / "artifacts" / "emulator_load.json"
 BUCKET = "load-datasets"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 LOAD_LABEL = "load-client"
-DATASET = SAMPLE_VALIDATION.read_bytes()  # the body of every upload: a real dataset, 11 kB
+UPLOADED = SAMPLE_VALIDATION.read_bytes()  # the body of every upload: a real dataset, 11 kB
+DOWNLOADED = SAMPLE_TRAIN.read_bytes()     # the seeded object every download reads, 42 kB
 
 
 @dataclass
@@ -150,9 +151,10 @@ def upload_dataset(client: Client) -> None:
     # As the stack uploads a dataset: multipart, only if the object does not exist yet.
     name = f"load/{client.index}/{len(client.uploaded)}.jsonl"
     boundary = "load-boundary"
-    body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-            f"{json.dumps({'name': name, 'contentType': 'application/jsonl'})}\r\n"
-            f"--{boundary}\r\nContent-Type: application/jsonl\r\n\r\n").encode() + DATASET + f"\r\n--{boundary}--\r\n".encode()
+    metadata = json.dumps({"name": name, "contentType": "application/jsonl"})
+    body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n"
+            f"--{boundary}\r\nContent-Type: application/jsonl\r\n\r\n").encode() + UPLOADED \
+        + f"\r\n--{boundary}--\r\n".encode()
     response = client.call("objects.insert", "POST", f"/upload/storage/v1/b/{BUCKET}/o",
                            params={"uploadType": "multipart", "ifGenerationMatch": 0}, data=body,
                            headers={"Content-Type": f"multipart/related; boundary={boundary}"})
@@ -168,7 +170,7 @@ def download_dataset(client: Client) -> None:
     response = client.call("objects.download", "GET",
                            f"/download/storage/v1/b/{BUCKET}/o/{quote(client.seeded.dataset_object, safe='')}",
                            params={"alt": "media"})
-    if response is not None and response.content != SAMPLE_TRAIN.read_bytes():
+    if response is not None and response.content != DOWNLOADED:
         client.outcomes[-1].problem = f"downloaded {len(response.content)} bytes that differ from the object"
 
 
@@ -191,8 +193,10 @@ def run_client(client: Client, start: threading.Barrier, until: list[float]) -> 
     actions, weights = zip(*MIX)
     start.wait()
     action = actions[client.index % len(actions)]
-    while time.monotonic() < until[0]:
+    while True:
         action(client)
+        if time.monotonic() >= until[0]:
+            break
         action = client.random.choices(actions, weights)[0]
     client.session.close()
 
@@ -262,7 +266,7 @@ def test_64_clients_get_no_server_error_and_every_write_lands(seeded):
                                      "generateContent"}
 
     # What each client was told it created is there, once.
-    uploaded = sorted(name for client in clients for name in client.uploaded)
+    uploaded = {name: len(UPLOADED) for client in clients for name in client.uploaded}
     assert listed_objects(seeded.url, "load/") == uploaded
     created = sorted(name for client in clients for name in client.created_jobs)
     assert sorted(load_jobs(seeded.url)) == created
@@ -278,12 +282,13 @@ def load_jobs(url: str) -> dict[str, str]:
             if job.get("labels", {}).get(LOAD_LABEL, "seed") != "seed"}
 
 
-def listed_objects(url: str, prefix: str) -> list[str]:
-    names, token = [], None
+def listed_objects(url: str, prefix: str) -> dict[str, int]:
+    """{name: size} of the bucket's objects under `prefix`, every page."""
+    sizes, token = {}, None
     while True:
         page = requests.get(f"{url}/storage/v1/b/{BUCKET}/o", params={"prefix": prefix, "pageToken": token},
                             timeout=30).json()
-        names += [item["name"] for item in page.get("items", [])]
+        sizes.update({item["name"]: int(item["size"]) for item in page.get("items", [])})
         token = page.get("nextPageToken")
         if not token:
-            return sorted(names)
+            return sizes
