@@ -29,14 +29,23 @@ class PulumiProject:
     stack: str
     env: dict[str, str]
 
+    def command(self, *args: str) -> list[str]:
+        return ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
+
     def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         """`pulumi ARGS --stack STACK --non-interactive` in the project folder; raises on failure when `check`."""
-        result = subprocess.run(["pulumi", *args, "--stack", self.stack, "--non-interactive"], cwd=self.dir,
-                                env=self.env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(self.command(*args), cwd=self.dir, env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} exited {result.returncode}:\n"
                                  f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         return result
+
+    def start(self, *args: str, log: Path) -> subprocess.Popen:
+        """Start `pulumi ARGS` (as `run` does) without waiting; stdout and stderr go to the file `log`."""
+        with log.open("wb") as out:
+            return subprocess.Popen(self.command(*args), cwd=self.dir, env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT)
 
     def outputs(self) -> dict[str, Any]:
         return json.loads(self.run("stack", "output", "--json").stdout)
