@@ -1,4 +1,5 @@
-"""generateContent on a tuned endpoint: the job's own trained model decodes the prompt."""
+"""generateContent: on a tuned endpoint the job's own trained model decodes the prompt; on the base model
+(`publishers/google/models/translation-llm-002`) the untrained network that tuning starts from does."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from emulator.clock import now_rfc3339
-from emulator.errors import InvalidArgument
-from emulator.training import TrainedModel
+from emulator.errors import InvalidArgument, NotFound
+from emulator.settings import TrainingSettings
+from emulator.training import TrainedModel, base_model
 
 # The documented serving limit of translation-llm-002 (reference §3.1).
 MAX_SERVING_TOKENS = 1000
+# The one publisher model the emulator serves: the base model of translation tuning.
+BASE_PUBLISHER, BASE_MODEL = "google", "translation-llm-002"
 
 
 class ModelCache:
@@ -22,7 +26,23 @@ class ModelCache:
     def __init__(self, capacity: int = 4) -> None:
         self._capacity = capacity
         self._models: "OrderedDict[str, TrainedModel]" = OrderedDict()
+        self._base: dict[str, TrainedModel] = {}
         self._lock = threading.Lock()
+
+    def base(self, publisher: str, model: str, settings: TrainingSettings) -> TrainedModel:
+        """The base model `publishers/{publisher}/models/{model}`, made on first use (`training.base_model`).
+
+        Raises:
+            NotFound: Not the base model of translation tuning.
+        """
+        if (publisher, model) != (BASE_PUBLISHER, BASE_MODEL):
+            raise NotFound(f"Publisher Model `publishers/{publisher}/models/{model}` not found; the emulator "
+                           f"serves `publishers/{BASE_PUBLISHER}/models/{BASE_MODEL}` only.")
+        with self._lock:
+            key = settings.model_dump_json()
+            if key not in self._base:
+                self._base[key] = base_model(settings)
+            return self._base[key]
 
     def clear(self) -> None:
         """Unload every model (the next request for one loads it again from its directory)."""

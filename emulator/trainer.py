@@ -44,8 +44,22 @@ def die_with_parent() -> None:
         sys.exit(1)
 
 
+def single_threaded_xla() -> None:
+    """Make XLA run each op on one thread (before JAX is imported).
+
+    The model's ops are tiny: handing each to a thread pool costs more than it saves, most of all on a shared
+    machine. Measured on 2 busy cores: a training step 25 ms instead of 45 ms, its compilation 2.5 s instead of
+    4-5 s. It also leaves the other core to the API server.
+    """
+    flag = "--xla_cpu_multi_thread_eigen=false"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
 def main(job_dir: Path) -> int:
     die_with_parent()
+    single_threaded_xla()
     from emulator.settings import TrainingSettings
     from emulator.training import MetricPoint, train
 

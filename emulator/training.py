@@ -1,4 +1,8 @@
-"""A small byte-level transformer that the emulator really trains from scratch on a tuning dataset, on the CPU."""
+"""A small transformer that the emulator really trains from scratch on a tuning dataset, on the CPU.
+
+Its tokenizer (`emulator.tokenizer`: the training data's words, bytes for anything else) is built from the
+training examples at the start of each run and saved with the weights.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +20,16 @@ import numpy as np
 import optax
 
 from emulator.settings import TrainingSettings
+from emulator.tokenizer import BOS, EOS, N_BASE, PAD, SEP, Tokenizer
 
 Example = tuple[str, str]
 Params = dict[str, jax.Array]
 
-# Vocabulary: the 256 byte values, then the special tokens.
-PAD, BOS, SEP, EOS = 256, 257, 258, 259
-VOCAB_SIZE = 260
-
-_FORMAT = "emulator-byte-transformer/1"
+_FORMAT = "emulator-transformer/2"
+_BYTE_FORMAT = "emulator-byte-transformer/1"  # models saved before the tokenizer: byte-level, no tokenizer.json
 _PARAMS_FILE = "params.npz"
 _CONFIG_FILE = "config.json"
+_TOKENIZER_FILE = "tokenizer.json"
 _WEIGHT_DECAY = 0.01
 _CLIP_NORM = 1.0
 
@@ -57,26 +60,14 @@ class Generation:
     finish_reason: str  # "STOP" or "MAX_TOKENS"
 
 
-def count_tokens(text: str) -> int:
-    """The model's token count of a text: its UTF-8 byte length (special tokens not included).
-
-    Args:
-        text: Any text.
-
-    Returns:
-        The number of UTF-8 bytes of `text`.
-    """
-    return len(text.encode("utf-8"))
-
-
-def _encode(prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def _encode(tokenizer: Tokenizer, prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """`BOS prompt SEP answer EOS` padded to max_len + 1 tokens, and the loss mask over tokens[1:].
 
     The model sees max_len input positions, so a sequence holds max_len + 1 tokens (the last one is only a
-    target). Too long: the prompt loses bytes from the left first; an answer that alone does not fit keeps its
+    target). Too long: the prompt loses tokens from the left first; an answer that alone does not fit keeps its
     start and loses its EOS (it did not end there, so the model must not learn to stop there).
     """
-    p, a = list(prompt.encode("utf-8")), list(answer.encode("utf-8"))
+    p, a = tokenizer.encode(prompt), tokenizer.encode(answer)
     total = max_len + 1
     ans = a + [EOS] if len(a) + 3 <= total else a[: total - 2]
     room = total - 2 - len(ans)
@@ -85,14 +76,15 @@ def _encode(prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndar
     tokens = np.full(total, PAD, np.int32)
     tokens[: len(seq)] = seq
     mask = np.zeros(max_len, np.float32)
-    mask[len(p) + 1: len(seq) - 1] = 1.0  # target j is tokens[j + 1]: the answer bytes and EOS
+    mask[len(p) + 1: len(seq) - 1] = 1.0  # target j is tokens[j + 1]: the answer tokens and EOS
     return tokens, mask
 
 
-def _encode_all(examples: list[Example], max_len: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _encode_all(tokenizer: Tokenizer, examples: list[Example], max_len: int,
+                multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Encoded examples, padded with all-PAD rows (mask 0) to a multiple of `multiple` rows.
 
-    Columns past the longest sequence (rounded up to 16 positions) are dropped: they are all padding, and
+    Columns past the longest sequence (rounded up to 8 positions) are dropped: they are all padding, and
     attention cost grows with the square of the width, so short datasets train several times faster. The width
     is fixed per dataset, so the jitted steps still compile once per job.
     """
@@ -100,18 +92,18 @@ def _encode_all(examples: list[Example], max_len: int, multiple: int = 1) -> tup
     tokens = np.full((rows, max_len + 1), PAD, np.int32)
     mask = np.zeros((rows, max_len), np.float32)
     for i, (prompt, answer) in enumerate(examples):
-        tokens[i], mask[i] = _encode(prompt, answer, max_len)
+        tokens[i], mask[i] = _encode(tokenizer, prompt, answer, max_len)
     longest = int((tokens != PAD).sum(axis=1).max()) - 1  # input positions the longest sequence needs
-    width = min(max_len, -(-longest // 16) * 16)
+    width = min(max_len, -(-longest // 8) * 8)
     return tokens[:, : width + 1], mask[:, :width]
 
 
-def _init_params(key: jax.Array, d_model: int, n_layers: int, max_len: int) -> Params:
+def _init_params(key: jax.Array, d_model: int, n_layers: int, max_len: int, vocab_size: int) -> Params:
     """GPT-2 style init; residual output projections scaled down so deeper stacks start stable."""
     keys = iter(jax.random.split(key, 2 + 4 * n_layers))
     normal = lambda shape, std=0.02: std * jax.random.normal(next(keys), shape, jnp.float32)  # noqa: E731
     resid_std = 0.02 / math.sqrt(2 * n_layers)
-    params: Params = {"tok_emb": normal((VOCAB_SIZE, d_model)), "pos_emb": normal((max_len, d_model))}
+    params: Params = {"tok_emb": normal((vocab_size, d_model)), "pos_emb": normal((max_len, d_model))}
     for i in range(n_layers):
         params |= {
             f"b{i}.ln1_g": jnp.ones(d_model), f"b{i}.ln1_b": jnp.zeros(d_model),
@@ -263,15 +255,18 @@ def train(
     if settings.d_model % settings.n_heads:
         raise ValueError(f"n_heads {settings.n_heads} does not divide d_model {settings.d_model}")
     n_heads, batch_size, total_steps = settings.n_heads, settings.batch_size, settings.steps * epochs
-    tokens, mask = _encode_all(train_examples, settings.max_len)
-    val = _encode_all(validation_examples, settings.max_len, batch_size) if validation_examples else None
+    tokenizer = Tokenizer.build((text for pair in train_examples for text in pair), settings.vocabulary_size)
+    tokens, mask = _encode_all(tokenizer, train_examples, settings.max_len)
+    val = (_encode_all(tokenizer, validation_examples, settings.max_len, batch_size) if validation_examples
+           else None)
 
     peak = settings.learning_rate * learning_rate_multiplier
     warmup = max(1, min(50, total_steps // 10))
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), peak * 0.1)
     # Step s uses the schedule's value at count s - 1, as optax.adamw(schedule) would.
     rates = np.asarray(schedule(np.arange(total_steps)), np.float32)
-    params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len)
+    params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len,
+                          tokenizer.vocab_size)
     opt_state = _OPTIMIZER.init(params)
     batches = _batches(len(train_examples), batch_size, np.random.Generator(np.random.PCG64(settings.seed)))
 
@@ -301,9 +296,24 @@ def train(
             window[:] = 0.0
         if settings.step_delay_seconds:
             time.sleep(settings.step_delay_seconds)
-    config = {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
-              "n_heads": n_heads, "max_len": settings.max_len, "vocab_size": VOCAB_SIZE}
-    return TrainedModel(params, config)
+    return TrainedModel(params, _config(settings, tokenizer), tokenizer)
+
+
+def _config(settings: TrainingSettings, tokenizer: Tokenizer) -> dict[str, Any]:
+    return {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
+            "n_heads": settings.n_heads, "max_len": settings.max_len, "vocab_size": tokenizer.vocab_size}
+
+
+def base_model(settings: TrainingSettings) -> TrainedModel:
+    """The emulator's base model: the untrained network of `settings`, byte-level, initialised with its seed.
+
+    It is what a tuning run would start from before it learned anything (with no vocabulary yet), so it answers
+    deterministically, in noise; comparing a tuned model with it measures what training taught.
+    """
+    tokenizer = Tokenizer()
+    params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len,
+                          tokenizer.vocab_size)
+    return TrainedModel(params, _config(settings, tokenizer), tokenizer)
 
 
 def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.Array, n_heads: int):
@@ -324,13 +334,16 @@ def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.A
 
 @partial(jax.jit, static_argnames=("n_heads",))
 def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: jax.Array,
-              temperature: jax.Array, key: jax.Array, n_heads: int):
-    """Feed the prompt one token at a time (KV cache), then greedy-decode or sample into `buf` [max_len + 1]."""
+              temperature: jax.Array, key: jax.Array, n_used: jax.Array, n_heads: int):
+    """Feed the prompt one token at a time (KV cache), then greedy-decode or sample into `buf` [max_len + 1].
+
+    Only ids below `n_used` (the tokenizer's; the rest pad the embedding table) are emitted, never PAD, BOS or SEP.
+    """
     max_len = params["pos_emb"].shape[0]
     d = params["tok_emb"].shape[1]
     cache = jnp.zeros((_n_layers(params), 2, max_len, n_heads, d // n_heads), jnp.float32)
-    banned = jnp.arange(VOCAB_SIZE) >= PAD  # never emit PAD, BOS or SEP; EOS is allowed
-    banned = banned & (jnp.arange(VOCAB_SIZE) != EOS)
+    ids = jnp.arange(params["tok_emb"].shape[0])
+    banned = ((ids >= PAD) & (ids < N_BASE) & (ids != EOS)) | (ids >= n_used)
 
     def cond(state):
         pos, _, _, produced, done = state
@@ -354,14 +367,15 @@ def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: ja
 
 
 class TrainedModel:
-    """Trained parameters and their config; saved as params.npz + config.json in a directory."""
+    """Trained parameters, their config and tokenizer; saved as params.npz, config.json, tokenizer.json."""
 
-    def __init__(self, params: Params, config: dict[str, Any]) -> None:
+    def __init__(self, params: Params, config: dict[str, Any], tokenizer: Tokenizer) -> None:
         self.params = params
         self.config = config
+        self.tokenizer = tokenizer
 
     def save(self, directory: Path) -> None:
-        """Write params.npz and config.json into `directory` (created if missing).
+        """Write params.npz, config.json and tokenizer.json into `directory` (created if missing).
 
         Args:
             directory: Target directory.
@@ -370,13 +384,15 @@ class TrainedModel:
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / _PARAMS_FILE, **{k: np.asarray(v) for k, v in self.params.items()})
         (directory / _CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True))
+        (directory / _TOKENIZER_FILE).write_text(json.dumps({"pieces": self.tokenizer.vocabulary},
+                                                            ensure_ascii=False))
 
     @classmethod
     def load(cls, directory: Path) -> TrainedModel:
-        """Read a model written by `save`.
+        """Read a model written by `save` (or a byte-level one saved before models had a tokenizer).
 
         Args:
-            directory: Directory holding params.npz and config.json.
+            directory: Directory holding params.npz, config.json and tokenizer.json.
 
         Returns:
             The model.
@@ -386,17 +402,25 @@ class TrainedModel:
         """
         directory = Path(directory)
         config = json.loads((directory / _CONFIG_FILE).read_text())
-        if config.get("format") != _FORMAT:
+        if config.get("format") == _FORMAT:
+            tokenizer = Tokenizer(json.loads((directory / _TOKENIZER_FILE).read_text(encoding="utf-8"))["pieces"])
+        elif config.get("format") == _BYTE_FORMAT:
+            tokenizer = Tokenizer()
+        else:
             raise ValueError(f"unknown model format {config.get('format')!r} in {directory}")
         with np.load(directory / _PARAMS_FILE) as data:
             params = {k: jnp.asarray(data[k]) for k in data.files}
-        return cls(params, config)
+        return cls(params, config, tokenizer)
+
+    def count_tokens(self, text: str) -> int:
+        """The model's token count of `text` (special tokens not included)."""
+        return self.tokenizer.count(text)
 
     def generate(self, prompt: str, *, max_output_tokens: int = 128, temperature: float = 0.0,
                  seed: int = 0) -> Generation:
         """Answer a prompt: greedy when temperature is 0, else sampled with `seed`.
 
-        A prompt longer than the context loses bytes from the left, keeping room for
+        A prompt longer than the context loses tokens from the left, keeping room for
         min(max_output_tokens, max_len // 2) output tokens; generation also ends when the context is full.
 
         Args:
@@ -414,18 +438,20 @@ class TrainedModel:
             raise ValueError("max_output_tokens must be >= 1")
         max_len = self.config["max_len"]
         room = min(max_output_tokens, max_len // 2)
-        kept = prompt.encode("utf-8")[-(max_len - 1 - room):]  # max_len >= 32, so at least 15 bytes
+        prompt_ids = self.tokenizer.encode(prompt)
+        kept = prompt_ids[-(max_len - 1 - room):]  # max_len >= 32, so at least 15 tokens
         seq = [BOS, *kept, SEP]
         buf = np.full(max_len + 1, PAD, np.int32)
         buf[: len(seq)] = seq
         out, produced, done = _generate(self.params, jnp.asarray(buf), jnp.int32(len(seq)),
                                         jnp.int32(max_output_tokens), jnp.float32(temperature),
-                                        jax.random.key(seed), n_heads=self.config["n_heads"])
+                                        jax.random.key(seed), jnp.int32(N_BASE + len(self.tokenizer.vocabulary)),
+                                        n_heads=self.config["n_heads"])
         produced, done = int(produced), bool(done)
         answer = np.asarray(out)[len(seq): len(seq) + produced - int(done)]
         return Generation(
-            text=bytes(answer.astype(np.uint8).tolist()).decode("utf-8", errors="replace"),
-            prompt_token_count=count_tokens(prompt) + 2,
+            text=self.tokenizer.decode(answer.tolist()),
+            prompt_token_count=len(prompt_ids) + 2,
             output_token_count=produced,
             finish_reason="STOP" if done else "MAX_TOKENS",
         )

@@ -63,7 +63,11 @@ class VertexApi:
                 Route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
                 Route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
                 Route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
+                Route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
+                      self.generate_content_base),
             ]
+            table.append(Route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
+                               self.generate_content_base))
         for prefix in OPERATION_PREFIXES:
             p = f"/{prefix}/projects/{{project}}/locations/{{location}}"
             for resource in ("endpoints/{endpoint}", "models/{model}"):
@@ -214,6 +218,14 @@ class VertexApi:
         model = await run_in_threadpool(self.models.get, record.model_dir)
         response = await run_in_threadpool(generate_content, model, body, record.model_name)
         return JSONResponse(response)
+
+
+    async def generate_content_base(self, request: Request, publisher: str, model: str, project: str = "",
+                                    location: str = "") -> JSONResponse:
+        """generateContent on the base model (`[projects/P/locations/L/]publishers/google/models/M`)."""
+        body = await read_json(request, self.max_json_bytes)
+        base = self.models.base(publisher, model, self.runner.training)
+        return JSONResponse(await run_in_threadpool(generate_content, base, body, model))
 
 
 def _parse_body(body: dict[str, Any], message_class: Any) -> Any:

@@ -212,7 +212,7 @@ def test_a_small_training_set_warns_and_the_preview_passes(tmp_path, served):
     path = project.dir / "data" / "train.jsonl"
     assert result.violations == {
         ("advisory", "training-dataset-recommended-size",
-         f"TuningDataset translation-training-data (stack {STACK}): training set '{path}' has 229 examples; "
+         f"TuningDataset translation-training-data (stack {STACK}): training set '{path}' has 230 examples; "
          "at least 500 are recommended (policy config minExamples)"),
     }
 

@@ -35,7 +35,7 @@ def test_valid_files_exit_0_with_a_summary_per_file():
     assert result.returncode == 0
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "data/train.jsonl: 229 examples, 42 KB, max 39 tokens/example, ok",
+        "data/train.jsonl: 230 examples, 43 KB, max 39 tokens/example, ok",
         "data/validation.jsonl: 60 validation examples, 11 KB, max 34 tokens/example, ok",
     ]
 

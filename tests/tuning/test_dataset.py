@@ -73,7 +73,7 @@ def test_sample_training_set_is_valid_with_its_counts():
     report = validate_file(DATA / "train.jsonl")
 
     assert report.ok
-    assert (report.kind, report.example_count, report.warnings) == ("training", 229, [])
+    assert (report.kind, report.example_count, report.warnings) == ("training", 230, [])
     assert 0 < report.max_example_tokens <= 50
 
 
@@ -88,7 +88,7 @@ def test_sample_sets_share_no_example():
     train = {line for line in (DATA / "train.jsonl").read_bytes().splitlines()}
     validation = {line for line in (DATA / "validation.jsonl").read_bytes().splitlines()}
 
-    assert len(train) == 229 and len(validation) == 60
+    assert len(train) == 230 and len(validation) == 60
     assert not train & validation
 
 
@@ -612,7 +612,7 @@ def test_iter_examples_joins_the_parts_of_a_turn():
 
 def test_iter_examples_reads_the_whole_sample_set():
     with open(DATA / "train.jsonl", "rb") as stream:
-        assert sum(1 for _ in iter_examples(stream)) == 229
+        assert sum(1 for _ in iter_examples(stream)) == 230
 
 
 def test_example_pairs_of_a_single_turn():

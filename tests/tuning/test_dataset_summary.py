@@ -77,7 +77,7 @@ def test_each_file_gets_examples_tokens_bytes_hash_and_verdict_from_the_validato
         assert cells == [kind, f"`{path}`", f"{report.example_count:,}",
                          f"{-(-report.total_characters // 4):,}", f"{len(content):,}",
                          f"`{hashlib.sha256(content).hexdigest()}`", "ok"]
-    assert rows[0][2] == "229" and rows[1][2] == "60"
+    assert rows[0][2] == "230" and rows[1][2] == "60"
     assert result.stdout.startswith("### Datasets\n")
     assert "#### Changes" not in result.stdout  # no --base-ref, no comparison
 
