@@ -25,6 +25,8 @@ pulumi.export("tunedModelName", tuning.job.tunedModelName)
 pulumi.export("tunedModelEndpointName", tuning.job.tunedModelEndpointName)
 pulumi.export("experiment", tuning.job.experiment)
 pulumi.export("metrics", tuning.job.metrics)
+# {examples, tuned: {bleu, chrf}, base: {bleu, chrf}, samples}; null without an evaluation set or a tuned endpoint.
+pulumi.export("evaluation", tuning.evaluation.evaluation if tuning.evaluation else None)
 # {uri, examples, estimatedTokens, bytes, sha256}; everything but `uri` is known during preview.
 pulumi.export("trainingDataset", tuning.training_dataset.facts())
 pulumi.export("validationDataset", tuning.validation_dataset.facts() if tuning.validation_dataset else None)

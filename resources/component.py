@@ -10,6 +10,7 @@ import pulumi
 
 from resources.bucket import tuning_bucket
 from resources.dataset import TuningDataset
+from resources.evaluation import TranslationEvaluation
 from resources.settings import StackSettings, dataset_path, secret_config_fields
 from resources.tuning_job import TuningJob
 from tuning.dataset import validate_file
@@ -31,10 +32,14 @@ class TranslationTuning(pulumi.ComponentResource):
         datasets = {"training": dataset_path(settings.training_dataset, project_dir)}
         if settings.validation_dataset:
             datasets["validation"] = dataset_path(settings.validation_dataset, project_dir)
+        evaluation_path = (dataset_path(settings.evaluation_dataset, project_dir) if settings.evaluation_dataset
+                           else datasets.get("validation"))
         # Fail before anything is declared: the engine would create the bucket while the datasets'
         # own check (which validates again, as the source of truth) is still running.
         for kind, path in datasets.items():
             validate_file(path, kind=kind).raise_for_problems()
+        if evaluation_path is not None and evaluation_path != datasets.get("validation"):
+            validate_file(evaluation_path, kind="validation").raise_for_problems()
 
         bucket = tuning_bucket(f"{name}-bucket", settings.resolved_bucket_name(stack), settings, child)
         self.bucket_name = bucket.name
@@ -72,4 +77,11 @@ class TranslationTuning(pulumi.ComponentResource):
             "onDelete": settings.on_delete,
             "tunedModelOnDelete": settings.resolved_tuned_model_on_delete,
         }.items()}, job_opts)
+
+        # Scores the tuned endpoint against the base model once the job has produced it; stops `up` below minChrf.
+        self.evaluation = None
+        if evaluation_path is not None:
+            self.evaluation = TranslationEvaluation(f"{name}-evaluation", {
+                "endpoint": self.job.tunedModelEndpointName, "baseModel": settings.base_model,
+                "datasetPath": str(evaluation_path), "minChrf": settings.min_chrf, "concurrency": 8}, child)
         self.register_outputs({"bucketName": self.bucket_name, "tuningJobName": self.job.tuningJobName})

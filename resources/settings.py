@@ -27,6 +27,9 @@ class StackSettings(BaseModel):
     training_dataset: str = Field("data/train.jsonl", description="Local path of the training JSONL.")
     validation_dataset: Optional[str] = Field("data/validation.jsonl",
                                               description="Local path of the validation JSONL; empty for none.")
+    evaluation_dataset: Optional[str] = Field(None, description="Local path of the evaluation JSONL; default the "
+                                                                 "validation dataset.")
+    min_chrf: float = Field(0, ge=0, le=100, description="Lowest tuned chrF that passes the evaluation; 0 = no gate.")
     base_model: Literal[SUPPORTED_BASE_MODELS] = Field("translation-llm-002", description="Model to tune.")
     tuned_model_display_name: Optional[str] = Field(None, description="Display name of the tuned model.")
     epoch_count: Optional[int] = Field(None, ge=1, le=100, description="Epochs; service default when unset.")

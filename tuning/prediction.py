@@ -27,7 +27,8 @@ class Reply:
 
 
 class PredictionApi:
-    """generateContent on `projects/P/locations/L/endpoints/E`, against Vertex AI or the emulator."""
+    """generateContent on a tuned endpoint (`projects/P/locations/L/endpoints/E`) or a base model
+    (`projects/P/locations/L/publishers/google/models/M`), against Vertex AI or the emulator."""
 
     def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
                  retry_policy: Optional[RetryPolicy] = None) -> None:
@@ -49,7 +50,8 @@ class PredictionApi:
             contents=[aiplatform_v1.Content(role="user", parts=[aiplatform_v1.Part(text=prompt)])],
             generation_config=aiplatform_v1.GenerationConfig(max_output_tokens=max_output_tokens,
                                                              temperature=temperature))
-        with calling("endpoints.generateContent", endpoint, self.target, self.retry_policy):
+        call = "endpoints.generateContent" if "/endpoints/" in endpoint else "models.generateContent"
+        with calling(call, endpoint, self.target, self.retry_policy):
             response = self._client.generate_content(request=request, retry=self.retry_policy.retry(),
                                                      timeout=self.retry_policy.attempt_timeout)
         if not response.candidates:

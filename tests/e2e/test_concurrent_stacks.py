@@ -13,12 +13,10 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 import requests
 
-from emulator.server import serve_in_thread
 from resources.tuning_job import IDEMPOTENCY_LABEL
-from tests.conftest import REPO, emulator_settings
+from tests.conftest import REPO
 from tests.e2e.cli import PulumiProject, make_project
 
 STACKS = ("team-a", "team-b", "team-c", "team-d")
@@ -27,12 +25,6 @@ PARENT = "projects/e2e-project/locations/us-central1"
 COMPLETION_TIMEOUT = 900
 UP_TIMEOUT = 1200
 ARTIFACT = REPO / "tests" / "artifacts" / "concurrent_stacks.json"
-
-
-@pytest.fixture
-def fast_emulator(tmp_path: Path):
-    with serve_in_thread(emulator_settings(tmp_path / "emulator")) as running:
-        yield running
 
 
 def up_all_at_once(projects: list[PulumiProject], logs: Path) -> list[tuple[int, str]]:
@@ -63,8 +55,8 @@ def object_size(url: str, uri: str) -> int:
     return int(response.json()["size"])
 
 
-def test_four_stacks_up_at_once_make_four_distinct_jobs_that_all_succeed(tmp_path, fast_emulator):
-    url = fast_emulator.url
+def test_four_stacks_up_at_once_make_four_distinct_jobs_that_all_succeed(tmp_path, emulator):
+    url = emulator.url
     projects = [make_project(tmp_path / stack, url, stack=stack, completionTimeout=COMPLETION_TIMEOUT)
                 for stack in STACKS]
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 import requests
 
 from emulator.server import serve_in_thread
@@ -31,17 +29,11 @@ def buckets(endpoint: str) -> list[dict]:
     return requests.get(f"{endpoint}/storage/v1/b?project=e2e-project", timeout=30).json().get("items", [])
 
 
-@pytest.fixture
-def fast_emulator(tmp_path: Path):
-    with serve_in_thread(emulator_settings(tmp_path / "emulator")) as running:
-        yield running
-
-
-def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, fast_emulator):
-    project = make_project(tmp_path, fast_emulator.url)
+def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, emulator):
+    project = make_project(tmp_path, emulator.url)
 
     assert project.planned() == {"create": 6}  # stack, component, bucket, 2 datasets, job
-    assert jobs(fast_emulator.url) == []
+    assert jobs(emulator.url) == []
 
     project.run("up", "--yes")
     outputs = project.outputs()
@@ -70,18 +62,18 @@ def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, fast_em
     changed = project.outputs()
     assert changed["tuningJobName"] != outputs["tuningJobName"]
     assert changed["trainingDatasetUri"] != outputs["trainingDatasetUri"]
-    assert len(objects(fast_emulator.url, outputs["bucketName"])) == 2  # old training object deleted
+    assert len(objects(emulator.url, outputs["bucketName"])) == 2  # old training object deleted
 
     project.run("refresh", "--yes")
     assert set(project.last_changes()) == {"same"}
 
     project.run("destroy", "--yes")
     assert json.loads(project.run("stack", "export").stdout)["deployment"].get("resources") in (None, [])
-    assert all(job["state"] in TERMINAL for job in jobs(fast_emulator.url))
-    assert buckets(fast_emulator.url) == []
+    assert all(job["state"] in TERMINAL for job in jobs(emulator.url))
+    assert buckets(emulator.url) == []
     # tunedModelOnDelete defaults to delete on the emulator: no endpoint or model is left behind.
     for name in (changed["tunedModelEndpointName"], changed["tunedModelName"].split("@")[0]):
-        assert requests.get(f"{fast_emulator.url}/v1/{name}", timeout=30).status_code == 404, name
+        assert requests.get(f"{emulator.url}/v1/{name}", timeout=30).status_code == 404, name
 
 
 def test_destroy_cancels_a_running_job(tmp_path):
@@ -93,8 +85,8 @@ def test_destroy_cancels_a_running_job(tmp_path):
         assert [job["state"] for job in jobs(slow.url)] == ["JOB_STATE_CANCELLED"]
 
 
-def test_malformed_dataset_fails_preview_naming_file_and_line(tmp_path, fast_emulator):
-    project = make_project(tmp_path, fast_emulator.url)
+def test_malformed_dataset_fails_preview_naming_file_and_line(tmp_path, emulator):
+    project = make_project(tmp_path, emulator.url)
     train = project.dir / "data" / "train.jsonl"
     lines = train.read_text().splitlines()
     lines[4] = '{"contents": [{"role": "model", "parts": [{"text": "Hola."}]}]}'
@@ -105,12 +97,12 @@ def test_malformed_dataset_fails_preview_naming_file_and_line(tmp_path, fast_emu
     assert f"{train}:5: contents[0].role" in preview.stdout
     assert "Traceback" not in preview.stdout + preview.stderr
     assert project.run("up", "--yes", check=False).returncode != 0
-    assert jobs(fast_emulator.url) == []
-    assert buckets(fast_emulator.url) == []
+    assert jobs(emulator.url) == []
+    assert buckets(emulator.url) == []
 
 
-def test_a_bad_config_value_fails_preview_with_one_line_naming_the_key(tmp_path, fast_emulator):
-    project = make_project(tmp_path, fast_emulator.url)
+def test_a_bad_config_value_fails_preview_with_one_line_naming_the_key(tmp_path, emulator):
+    project = make_project(tmp_path, emulator.url)
     project.set_config("translation-tuning:adapterSize", "8")
     preview = project.run("preview", check=False)
     assert preview.returncode != 0
@@ -119,26 +111,26 @@ def test_a_bad_config_value_fails_preview_with_one_line_naming_the_key(tmp_path,
     assert errors == ["error: translation-tuning:adapterSize: Value error, translation-llm-002 supports adapter "
                       "size 4 only, got 8"]
     assert "Traceback" not in preview.stdout + preview.stderr
-    assert buckets(fast_emulator.url) == []
+    assert buckets(emulator.url) == []
 
 
-def test_interrupted_create_then_new_up_leaves_one_job(tmp_path, fast_emulator):
-    project = make_project(tmp_path, fast_emulator.url)
+def test_interrupted_create_then_new_up_leaves_one_job(tmp_path, emulator):
+    project = make_project(tmp_path, emulator.url)
     # The create is served but its response is lost as a non-retryable error: the first up fails
     # after the job exists, like a provider killed right after tuningJobs.create.
-    requests.post(f"{fast_emulator.url}/_emulator/faults", timeout=30,
+    requests.post(f"{emulator.url}/_emulator/faults", timeout=30,
                   json={"pathRegex": "/tuningJobs$", "method": "POST", "status": 400, "times": 1,
                         "afterHandler": True}).raise_for_status()
     assert project.run("up", "--yes", check=False).returncode != 0
-    assert len(jobs(fast_emulator.url)) == 1
+    assert len(jobs(emulator.url)) == 1
     project.run("up", "--yes")
     outputs = project.outputs()
     assert outputs["state"] == "JOB_STATE_SUCCEEDED"
-    assert [job["name"] for job in jobs(fast_emulator.url)] == [outputs["tuningJobName"]]
+    assert [job["name"] for job in jobs(emulator.url)] == [outputs["tuningJobName"]]
 
 
-def test_the_policy_pack_passes_a_labelled_job_and_stops_an_unlabelled_one(tmp_path, fast_emulator):
-    project = make_project(tmp_path, fast_emulator.url, labels={"env": "local"})
+def test_the_policy_pack_passes_a_labelled_job_and_stops_an_unlabelled_one(tmp_path, emulator):
+    project = make_project(tmp_path, emulator.url, labels={"env": "local"})
     violating = project.run("preview", "--policy-pack", POLICY_PACK, check=False)
     assert violating.returncode != 0
     assert "[mandatory]  tuning-job-required-labels" in violating.stdout
@@ -148,4 +140,4 @@ def test_the_policy_pack_passes_a_labelled_job_and_stops_an_unlabelled_one(tmp_p
     project.run("config", "set", "--path", "translation-tuning:labels.team", "e2e")
     passing = project.run("preview", "--policy-pack", POLICY_PACK)
     assert "✅ translation-tuning@v" in passing.stdout
-    assert jobs(fast_emulator.url) == []
+    assert jobs(emulator.url) == []

@@ -13,7 +13,6 @@ import socket
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 
 from emulator.server import serve_in_thread
@@ -57,14 +56,8 @@ def resource_errors(output: str, resource: str) -> list[str]:
     return [line.strip() for line in found.group("body").splitlines() if line.strip().startswith("error:")]
 
 
-@pytest.fixture
-def fast_emulator(tmp_path: Path):
-    with serve_in_thread(emulator_settings(tmp_path / "emulator")) as running:
-        yield running
-
-
-def test_up_refresh_destroy_converge_through_faults_on_every_route_family(tmp_path, fast_emulator):
-    url = fast_emulator.url
+def test_up_refresh_destroy_converge_through_faults_on_every_route_family(tmp_path, emulator):
+    url = emulator.url
     project = project_for(tmp_path, url, CONVERGE_DEADLINE)
     add_fault(url, BUCKET, "GET", 503)                 # buckets.get before the insert
     add_fault(url, BUCKET, "GET", 429)
@@ -116,9 +109,9 @@ def test_destroy_cancels_the_running_job_through_cancel_errors_and_a_lost_answer
         assert [job["state"] for job in jobs(slow.url)] == ["JOB_STATE_CANCELLED"]
 
 
-def test_a_persistent_503_on_create_ends_up_with_one_line_naming_the_call(tmp_path, fast_emulator):
-    project = project_for(tmp_path, fast_emulator.url, GIVE_UP_DEADLINE)
-    add_fault(fast_emulator.url, JOBS, "POST", 503, times=None)
+def test_a_persistent_503_on_create_ends_up_with_one_line_naming_the_call(tmp_path, emulator):
+    project = project_for(tmp_path, emulator.url, GIVE_UP_DEADLINE)
+    add_fault(emulator.url, JOBS, "POST", 503, times=None)
 
     result = run(project, "up", "--yes", check=False)
 
@@ -128,12 +121,12 @@ def test_a_persistent_503_on_create_ends_up_with_one_line_naming_the_call(tmp_pa
                         rf"POST /v1/{PARENT}/tuningJobs answered 503.\), still after retrying for \d+\.\ds; the "
                         rf"service is failing or overloaded: try again later \({RETRY_DEADLINE_ENV}=SECONDS retries "
                         r"longer\)", line), line
-    assert jobs(fast_emulator.url) == []
+    assert jobs(emulator.url) == []
 
 
-def test_a_403_on_upload_ends_up_with_one_line_naming_the_object_and_the_role(tmp_path, fast_emulator):
-    project = project_for(tmp_path, fast_emulator.url, GIVE_UP_DEADLINE)
-    add_fault(fast_emulator.url, UPLOAD, "POST", 403, times=None)
+def test_a_403_on_upload_ends_up_with_one_line_naming_the_object_and_the_role(tmp_path, emulator):
+    project = project_for(tmp_path, emulator.url, GIVE_UP_DEADLINE)
+    add_fault(emulator.url, UPLOAD, "POST", 403, times=None)
 
     result = run(project, "up", "--yes", check=False)
 
@@ -144,7 +137,7 @@ def test_a_403_on_upload_ends_up_with_one_line_naming_the_object_and_the_role(tm
                         r"fault: POST /upload/storage/v1/b/e2e-project-tuning-e2e/o answered 403.\); grant the "
                         r"caller's account Storage Admin \(roles/storage.admin\) on project e2e-project, or run with "
                         r"other credentials \(gcloud auth application-default login\)", line), line
-    assert jobs(fast_emulator.url) == []
+    assert jobs(emulator.url) == []
 
 
 def test_an_unreachable_endpoint_ends_up_with_one_line_naming_it(tmp_path):
