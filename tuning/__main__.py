@@ -67,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
                               "defaults from Pulumi.yaml); run from the project directory")
     summary.add_argument("--base-ref", metavar="REF", help="git ref to compare with, e.g. origin/main or HEAD^1")
     summary.set_defaults(handler=_dataset_summary)
+
+    gate = commands.add_parser(
+        "evaluation-gate",
+        help="check a stack's `evaluation` output before promoting to the next environment",
+        description=(
+            "Read an `evaluation` stack output (the JSON of `pulumi stack output evaluation --json`) and exit 0 "
+            "when it allows promotion: it exists, its tuned chrF is at least the threshold (--min-chrf, or "
+            "minChrf of --stack from its stack file), and it beats the base model's. Otherwise exit 1 with one "
+            "'error:' line per reason. Prints a Markdown table of the scores either way."
+        ),
+    )
+    gate.add_argument("file", metavar="FILE", help="the evaluation output as JSON ('-' for stdin)")
+    threshold = gate.add_mutually_exclusive_group()
+    threshold.add_argument("--min-chrf", type=float, metavar="N", help="lowest tuned chrF that passes")
+    threshold.add_argument("--stack", metavar="NAME", help="use minChrf of this stack (Pulumi.NAME.yaml)")
+    gate.set_defaults(handler=_evaluation_gate)
     add_api_commands(commands)
     return parser
 
@@ -129,6 +145,40 @@ def _dataset_summary(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     sys.stdout.write(text)
     return EXIT_OK
+
+
+def _evaluation_gate(args: argparse.Namespace) -> int:
+    """Scores as Markdown to stdout; reasons not to promote as `error:` lines on stderr."""
+    import json
+
+    from tuning.evaluation import promotion_problems
+    from tuning.stack_files import stack_value
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+        evaluation = json.loads(text) if text.strip() else None
+        min_chrf = args.min_chrf or 0.0
+        if args.stack:
+            key, value = stack_value(args.stack, "minChrf")
+            try:
+                min_chrf = float(value or 0)
+            except ValueError:
+                raise ConfigError(key, f"expected a number, got {value!r} in Pulumi.{args.stack}.yaml") from None
+    except (OSError, ValueError) as error:
+        print(f"error: {args.file}: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if isinstance(evaluation, dict) and isinstance(evaluation.get("tuned"), dict):
+        print(f"| model | chrF | BLEU |\n|---|---|---|\n"
+              f"| tuned | {evaluation['tuned']['chrf']} | {evaluation['tuned']['bleu']} |\n"
+              f"| base | {evaluation['base']['chrf']} | {evaluation['base']['bleu']} |\n\n"
+              f"{int(evaluation['examples'])} evaluation examples; minChrf {min_chrf:g}.")
+    problems = promotion_problems(evaluation, min_chrf)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_PROBLEMS if problems else EXIT_OK
 
 
 def _summary(report: dataset.DatasetReport) -> str:

@@ -23,14 +23,13 @@ import os
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Sequence
 
-import yaml
 
 from tuning import dataset
 from tuning.dataset import DatasetKind, DatasetReport
 from tuning.errors import ConfigError, TuningError
+from tuning.stack_files import stack_value
 
 # Problems and warnings listed per file; the rest are counted.
 MAX_LISTED = 5
@@ -169,17 +168,12 @@ def stack_datasets(stack: str) -> list[tuple[str, DatasetKind]]:
     Raises:
         ConfigError: a stack file is missing or a dataset key is not a string.
     """
-    project = _read_yaml(Path("Pulumi.yaml"))
-    name = project.get("name", "translation-tuning")
-    declared = project.get("config") or {}
-    values = (_read_yaml(Path(f"Pulumi.{stack}.yaml")).get("config") or {})
     files: list[tuple[str, DatasetKind]] = []
     for key, kind in (("trainingDataset", "training"), ("validationDataset", "validation")):
-        spec = declared.get(key)
-        default = spec.get("default", "") if isinstance(spec, dict) else ""
-        value = values.get(f"{name}:{key}", default)
+        full_key, value = stack_value(stack, key)
+        value = "" if value is None else value
         if not isinstance(value, str):
-            raise ConfigError(f"{name}:{key}", f"expected a file path (string) in Pulumi.{stack}.yaml, got {value!r}")
+            raise ConfigError(full_key, f"expected a file path (string) in Pulumi.{stack}.yaml, got {value!r}")
         if value:
             files.append((value, kind))  # type: ignore[arg-type]
     return files
@@ -284,16 +278,3 @@ def _git_path(path: str) -> str:
     """`./relative` (git resolves it against the working directory), also for an absolute path inside it."""
     relative = os.path.relpath(path) if os.path.isabs(path) else path
     return relative if relative.startswith("./") else f"./{relative}"
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(str(path), "not found (run from the project directory)") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML ({exc})") from exc
-    if not isinstance(loaded, dict):
-        raise ConfigError(str(path), "expected a mapping at the top level")
-    return loaded

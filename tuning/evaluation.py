@@ -35,10 +35,14 @@ class EvaluationGateError(TuningError):
     """The tuned model scored below the stack's `minChrf`."""
 
     def __init__(self, chrf: float, threshold: float, examples: int, base_chrf: float) -> None:
-        super().__init__(f"translation quality gate: tuned chrF {chrf:.1f} is below minChrf {threshold:g} on "
-                         f"{examples} evaluation examples (base model: {base_chrf:.1f}); improve the data or the "
-                         "hyperparameters, or lower translation-tuning:minChrf")
+        super().__init__(f"translation quality gate: {below_threshold(chrf, threshold, examples)} (base model: "
+                         f"{base_chrf:.1f}); improve the data or the hyperparameters, or lower "
+                         "translation-tuning:minChrf")
         self.chrf, self.threshold, self.examples = chrf, threshold, examples
+
+
+def below_threshold(chrf: float, threshold: float, examples: int) -> str:
+    return f"tuned chrF {chrf:.1f} is below minChrf {threshold:g} on {examples} evaluation examples"
 
 
 def load_examples(path: str | Path) -> list[Example]:
@@ -111,3 +115,20 @@ def check_gate(evaluation: dict[str, Any], min_chrf: float) -> None:
         # int(): numbers come back from the Pulumi state as floats.
         raise EvaluationGateError(evaluation["tuned"]["chrf"], min_chrf, int(evaluation["examples"]),
                                   evaluation["base"]["chrf"])
+
+
+def promotion_problems(evaluation: Any, min_chrf: float) -> list[str]:
+    """Why an environment's `evaluation` output does not allow promoting its data and settings (empty: it does).
+
+    Promotion needs an evaluation, a tuned chrF at or above `min_chrf` (when set), and a tuned model that
+    translates better than its base model (higher chrF): otherwise tuning did not help.
+    """
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("tuned"), dict):
+        return ["no evaluation recorded (the stack has no evaluation set, or its job has not succeeded yet)"]
+    tuned, base = float(evaluation["tuned"]["chrf"]), float(evaluation["base"]["chrf"])
+    problems = []
+    if min_chrf > 0 and tuned < min_chrf:
+        problems.append(below_threshold(tuned, min_chrf, int(evaluation["examples"])))
+    if tuned <= base:
+        problems.append(f"tuned chrF {tuned:.1f} does not beat the base model's {base:.1f}")
+    return problems

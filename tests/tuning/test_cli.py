@@ -157,3 +157,38 @@ def test_validate_loads_no_cloud_client():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- evaluation-gate ---------------------------------------------------------------------------------------
+
+EVALUATION = {"examples": 60, "tuned": {"bleu": 31.2, "chrf": 55.5}, "base": {"bleu": 0.4, "chrf": 18.0},
+              "samples": []}
+
+
+def gate(tmp_path: Path, evaluation: object, *args: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "evaluation.json"
+    path.write_text(orjson.dumps(evaluation).decode())
+    return run("evaluation-gate", str(path), *args)
+
+
+def test_the_gate_passes_an_evaluation_at_the_prod_stacks_threshold_and_prints_the_scores(tmp_path):
+    result = gate(tmp_path, EVALUATION, "--stack", "prod")  # Pulumi.prod.yaml: minChrf "50"
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "| tuned | 55.5 | 31.2 |" in result.stdout and "60 evaluation examples; minChrf 50." in result.stdout
+
+
+@pytest.mark.parametrize(("evaluation", "args", "errors"), [
+    (EVALUATION, ("--min-chrf", "60"), ["error: tuned chrF 55.5 is below minChrf 60 on 60 evaluation examples"]),
+    ({**EVALUATION, "base": {"bleu": 40.0, "chrf": 55.5}}, (),
+     ["error: tuned chrF 55.5 does not beat the base model's 55.5"]),
+    (None, ("--stack", "dev"),
+     ["error: no evaluation recorded (the stack has no evaluation set, or its job has not succeeded yet)"]),
+], ids=["below-threshold", "no-better-than-base", "none-recorded"])
+def test_the_gate_stops_promotion_with_one_line_per_reason(tmp_path, evaluation, args, errors):
+    result = gate(tmp_path, evaluation, *args)
+    assert (result.returncode, result.stderr.splitlines()) == (1, errors)
+
+
+def test_the_gate_names_an_unreadable_file(tmp_path):
+    result = run("evaluation-gate", str(tmp_path / "missing.json"))
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {tmp_path / 'missing.json'}: ")
