@@ -6,10 +6,11 @@ import pulumi
 
 from resources.component import TranslationTuning
 from resources.embedded import start_embedded_emulator
-from resources.errors import reported_without_traceback
+from resources.errors import reported_without_traceback, stop_quietly_on_interrupt
 from resources.settings import read_stack_settings
 
 PROJECT_DIR = Path(__file__).resolve().parent
+stop_quietly_on_interrupt(PROJECT_DIR)
 
 with reported_without_traceback():
     settings = read_stack_settings()

@@ -1,4 +1,4 @@
-"""The dynamic-provider process ends itself once the engine that started it is gone.
+"""The dynamic-provider process ends itself once the engine that started it is gone, and hears its Cancel.
 
 The engine starts `python -m pulumi.dynamic ENGINE_ADDRESS` in a process group of its own. When the
 engine is killed (SIGKILL, a lost CI runner), nothing tells the provider: a provider waiting for a
@@ -19,6 +19,40 @@ ENGINE_CHECK_SECONDS = 5.0
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _started = threading.Event()
 
+cancel_requested = threading.Event()
+"""Set when the engine asks its providers to stop (the Cancel RPC it sends on the user's first Ctrl-C)."""
+
+
+class Cancelled(Exception):
+    """The engine asked the provider to stop while it was waiting."""
+
+
+def sleep_unless_cancelled(seconds: float) -> None:
+    """`time.sleep` for waits the user may interrupt: raises `Cancelled` as soon as the engine asks to stop."""
+    if cancel_requested.wait(seconds):
+        raise Cancelled()
+
+
+def listen_for_cancel() -> None:
+    """Make the dynamic-provider server's Cancel RPC set `cancel_requested` (in the provider plugin only).
+
+    pulumi.dynamic answers Cancel and does nothing, so a provider waiting for a tuning job kept the engine,
+    and the user who pressed Ctrl-C, waiting until its timeout. The gRPC server bound its handler to the
+    servicer's `Cancel` before any of our code ran, so the function's code is replaced in place (the bound
+    method calls it). The replacement uses only builtins and `empty_pb2`, which the SDK module imports.
+    tests/e2e/test_crash_recovery.py fails if a new SDK changes this.
+    """
+    # `python -m pulumi.dynamic` runs the SDK module as __main__ (engine_address() checked that it is).
+    servicer = getattr(sys.modules.get("__main__"), "DynamicResourceProviderServicer", None)
+    if servicer is None or servicer.Cancel.__code__ is _engine_cancel.__code__:
+        return
+    servicer.Cancel.__code__ = _engine_cancel.__code__
+
+
+def _engine_cancel(self, request, context):  # noqa: ANN001 - the SDK servicer's signature
+    __import__("resources.provider_process", fromlist=["cancel_requested"]).cancel_requested.set()
+    return empty_pb2.Empty()  # noqa: F821 - resolved in pulumi.dynamic.__main__, whose code this becomes
+
 
 def engine_address() -> Optional[str]:
     """The engine address this process serves, when it is the dynamic-provider plugin; else None."""
@@ -35,6 +69,7 @@ def watch_engine_once() -> None:
     if address is None or _started.is_set():
         return
     _started.set()
+    listen_for_cancel()
     threading.Thread(target=_watch, args=(address,), name="engine-watch", daemon=True).start()
 
 

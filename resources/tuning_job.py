@@ -16,9 +16,10 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
     ResourceProvider, UpdateResult
 
+from resources.provider_process import Cancelled, sleep_unless_cancelled
 from resources.target import TargetedProvider, is_unknown
 from tuning.client import ApiTarget, TuningApi
-from tuning.errors import ApiCallError, ApiError, JobFailedError
+from tuning.errors import ApiCallError, ApiError, JobFailedError, TuningError
 from tuning.models import AdapterSize, JobState, SupervisedHyperParameters, SupervisedTuningSpec
 from tuning.models import TuningJob as TuningJobMessage
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
@@ -205,7 +206,9 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
                                        already_elapsed=elapsed_seconds(job))
         try:
             job = poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended, timeout=timeout,
-                             backoff=schedule, on_poll=report)
+                             backoff=schedule, on_poll=report, sleep=sleep_unless_cancelled)
+        except Cancelled:
+            raise WaitInterrupted(job.name) from None
         except ApiCallError as error:
             # Each poll retries on its own; this one kept failing. The job itself is fine and carries our label.
             raise error.with_advice(f"{error.advice + '; ' if error.advice else ''}tuning job {job.name} keeps "
@@ -256,6 +259,14 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
             pulumi.log.warn(f"tuning job {job.name} is still CANCELLING after {CANCEL_WAIT_SECONDS}s; the service "
                             "finishes the cancel")
             return exceeded.last
+
+
+class WaitInterrupted(TuningError):
+    """`up` was interrupted (Ctrl-C) while it waited for the job, which goes on running."""
+
+    def __init__(self, job_name: str) -> None:
+        super().__init__(f"interrupted: stopped waiting for tuning job {job_name}, which keeps running; the next "
+                         f"`pulumi up` adopts it (to stop it: python -m tuning jobs cancel {job_name})")
 
 
 def delete_tuned_model(target: ApiTarget, endpoint: Optional[str], model: Optional[str]) -> None:
