@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 METRIC_PREFIX = "METRIC "
@@ -57,12 +58,21 @@ def single_threaded_xla() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
 
 
+def phase(name: str, since: float) -> float:
+    """Log on stderr (the job's trainer.log) how long a phase took; returns now."""
+    now = time.monotonic()
+    print(f"trainer: {name} {now - since:.2f} s", file=sys.stderr, flush=True)
+    return now
+
+
 def main(job_dir: Path) -> int:
+    started = time.monotonic()
     die_with_parent()
     single_threaded_xla()
     from emulator.settings import TrainingSettings
     from emulator.training import MetricPoint, train
 
+    mark = phase("imports", started)
     request = json.loads((job_dir / "request.json").read_text())
 
     def emit(point: MetricPoint) -> None:
@@ -76,7 +86,9 @@ def main(job_dir: Path) -> int:
         learning_rate_multiplier=request.get("learningRateMultiplier", 1.0),
         on_metrics=emit,
     )
+    mark = phase("training (tokenizer, compilation, steps, evaluation)", mark)
     model.save(job_dir / "model")
+    phase("saving", mark)
     return 0
 
 

@@ -337,7 +337,8 @@ def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: ja
               temperature: jax.Array, key: jax.Array, n_used: jax.Array, n_heads: int):
     """Feed the prompt one token at a time (KV cache), then greedy-decode or sample into `buf` [max_len + 1].
 
-    Only ids below `n_used` (the tokenizer's; the rest pad the embedding table) are emitted, never PAD, BOS or SEP.
+    Only ids below `n_used` (the tokenizer's; the rest pad the embedding table) are emitted, never PAD, BOS or SEP,
+    and never EOS first: no training answer is empty (the dataset rules forbid it), so neither is a generated one.
     """
     max_len = params["pos_emb"].shape[0]
     d = params["tok_emb"].shape[1]
@@ -352,7 +353,7 @@ def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: ja
     def body(state):
         pos, buf, cache, produced, done = state
         logits, cache = _decode_token(params, buf[pos], pos, cache, n_heads)
-        logits = jnp.where(banned, -jnp.inf, logits)
+        logits = jnp.where(banned | ((ids == EOS) & (produced == 0)), -jnp.inf, logits)
         sampled = jax.random.categorical(jax.random.fold_in(key, pos), logits / jnp.maximum(temperature, 1e-6))
         token = jnp.where(temperature > 0, sampled, jnp.argmax(logits)).astype(jnp.int32)
         generating = pos + 1 >= prompt_len  # still inside the prompt: the next token is given, not chosen

@@ -1,4 +1,4 @@
-"""Tests of the emulator's really-trained byte-level model: learning, metrics, determinism, persistence, decoding."""
+"""Tests of the emulator's really-trained model: learning, metrics, determinism, persistence, decoding."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import pytest
 
 from emulator import training
 from emulator.settings import TrainingSettings
-from emulator.training import (
-    EOS,
-    Generation,
-    MetricPoint,
-    TrainedModel,
-    TrainingCancelled,
-    count_tokens,
-    train,
-)
+from emulator.tokenizer import EOS, N_BASE, Tokenizer
+from emulator.training import Generation, MetricPoint, TrainedModel, TrainingCancelled, base_model, train
 
 PAIRS = [
     ("the cat", "el gato"), ("the dog", "el perro"), ("a house", "una casa"), ("the water", "el agua"),
@@ -75,22 +68,28 @@ def test_metric_keys_exact_with_and_without_validation():
     assert all(isinstance(v, float) for v in with_val[-1].metrics.values())
 
 
-def test_num_predictions_count_answer_bytes_plus_eos_only():
-    # One pair repeated in every batch row: the step's batch predicts batch_size * (answer bytes + EOS).
+def test_num_predictions_count_answer_tokens_plus_eos_only():
+    # One pair repeated in every batch row: the step's batch predicts batch_size * (answer tokens + EOS).
     # 12 validation examples with batch_size 8: the eval count must span both (padded) eval batches.
-    _, points = run([("hello there", "hola ñ")], PAIRS, small(steps=10))
-    assert points[-1].metrics["/train_num_predictions"] == 8 * (count_tokens("hola ñ") + 1)
-    assert points[-1].metrics["/eval_num_predictions"] == sum(count_tokens(a) + 1 for _, a in PAIRS)
+    # Byte-level, every byte is a token; with the learned vocabulary, "hola" and " ñ" are one token each and
+    # the validation answers' unknown words are their bytes.
+    _, points = run([("hello there", "hola ñ")], PAIRS, small(steps=10, vocabulary_size=0))
+    assert points[-1].metrics["/train_num_predictions"] == 8 * (len("hola ñ".encode()) + 1)
+    assert points[-1].metrics["/eval_num_predictions"] == sum(len(a.encode()) + 1 for _, a in PAIRS)
+    model, points = run([("hello there", "hola ñ")], PAIRS, small(steps=10))
+    assert model.tokenizer.vocabulary == ["hello", " there", "hola", " ñ"]
+    assert points[-1].metrics["/train_num_predictions"] == 8 * (2 + 1)
+    assert points[-1].metrics["/eval_num_predictions"] == sum(model.count_tokens(a) + 1 for _, a in PAIRS)
 
 
 def test_long_prompt_is_truncated_from_the_left_and_the_answer_kept():
-    tokens, mask = training._encode("x" * 500 + " the cat", "el gato", 32)
+    tokens, mask = training._encode(Tokenizer(), "x" * 500 + " the cat", "el gato", 32)
     assert len(tokens) == 33 and len(mask) == 32
     assert bytes(tokens[-11:-9].tolist()) == b"at"  # the prompt's end survives, right before SEP
     assert tokens[-9] == training.SEP and bytes(tokens[-8:-1].tolist()) == b"el gato" and tokens[-1] == EOS
-    assert mask.sum() == count_tokens("el gato") + 1 and mask[-8:].all()
+    assert mask.sum() == len("el gato") + 1 and mask[-8:].all()
     # An answer too long for the window keeps its start and has no EOS to learn.
-    tokens, mask = training._encode("hi", "y" * 100, 32)
+    tokens, mask = training._encode(Tokenizer(), "hi", "y" * 100, 32)
     assert tokens[0] == training.BOS and tokens[1] == training.SEP and EOS not in tokens
     assert mask.sum() == 31
 
@@ -133,13 +132,14 @@ def test_invalid_arguments_rejected():
 
 def test_memorised_pair_is_reproduced(memorised):
     gen = memorised.generate(MEMO_PROMPT)
-    assert gen == Generation(MEMO_ANSWER, count_tokens(MEMO_PROMPT) + 2, count_tokens(MEMO_ANSWER) + 1, "STOP")
+    assert memorised.count_tokens(MEMO_PROMPT) == 2 and memorised.count_tokens(MEMO_ANSWER) == 2  # two words each
+    assert gen == Generation(MEMO_ANSWER, 2 + 2, 2 + 1, "STOP")
 
 
 def test_max_output_tokens_cuts_generation(memorised):
-    gen = memorised.generate(MEMO_PROMPT, max_output_tokens=4)
-    assert gen.text == MEMO_ANSWER[:4]
-    assert gen.output_token_count == 4 == count_tokens(gen.text)
+    gen = memorised.generate(MEMO_PROMPT, max_output_tokens=1)
+    assert gen.text == "buenos"
+    assert gen.output_token_count == 1 == memorised.count_tokens(gen.text)
     assert gen.finish_reason == "MAX_TOKENS"
     with pytest.raises(ValueError):
         memorised.generate(MEMO_PROMPT, max_output_tokens=0)
@@ -156,7 +156,8 @@ def test_cached_decoding_matches_full_forward(memorised):
     # The jitted KV-cache decoder must pick the same greedy tokens as the training-time forward pass.
     gen = memorised.generate("good", max_output_tokens=8)
     forward = jax.jit(training._forward, static_argnames="n_heads")
-    tokens = [training.BOS, *b"good", training.SEP]
+    tokens = [training.BOS, *memorised.tokenizer.encode("good"), training.SEP]
+    n_used = N_BASE + len(memorised.tokenizer.vocabulary)
     expected = []
     for _ in range(8):
         # A fixed-size buffer so the forward compiles once; causal attention makes the padding irrelevant.
@@ -165,17 +166,18 @@ def test_cached_decoding_matches_full_forward(memorised):
         logits = forward(memorised.params, jnp.asarray(buf), n_heads=memorised.config["n_heads"])
         logits = np.array(logits[0, len(tokens) - 1])
         logits[training.PAD:EOS] = -np.inf
+        logits[n_used:] = -np.inf  # rows that only pad the embedding table
         token = int(logits.argmax())
         if token == EOS:
             break
         expected.append(token)
         tokens.append(token)
-    assert gen.text == bytes(expected).decode("utf-8", errors="replace")
+    assert gen.text == memorised.tokenizer.decode(expected)
 
 
 def test_save_load_round_trip(memorised, tmp_path):
     memorised.save(tmp_path / "model")
-    assert {p.name for p in (tmp_path / "model").iterdir()} == {"params.npz", "config.json"}
+    assert {p.name for p in (tmp_path / "model").iterdir()} == {"params.npz", "config.json", "tokenizer.json"}
     loaded = TrainedModel.load(tmp_path / "model")
     assert loaded.config == memorised.config
     for prompt in (MEMO_PROMPT, "something else"):
@@ -185,7 +187,19 @@ def test_save_load_round_trip(memorised, tmp_path):
         TrainedModel.load(tmp_path / "model")
 
 
-def test_count_tokens_is_utf8_bytes():
-    assert count_tokens("") == 0
-    assert count_tokens("abc") == 3
-    assert count_tokens("días") == 5
+def test_byte_level_models_saved_before_the_tokenizer_still_load(tmp_path):
+    model, _ = run(PAIRS, settings=small(steps=1, vocabulary_size=0))
+    model.save(tmp_path / "model")
+    (tmp_path / "model" / "tokenizer.json").unlink()
+    (tmp_path / "model" / "config.json").write_text('{"format": "emulator-byte-transformer/1", "d_model": 16, '
+                                                    '"n_layers": 1, "n_heads": 2, "max_len": 64}')
+    loaded = TrainedModel.load(tmp_path / "model")
+    assert loaded.tokenizer.vocabulary == []
+    assert loaded.generate("the cat", max_output_tokens=4) == model.generate("the cat", max_output_tokens=4)
+
+
+def test_base_model_is_untrained_byte_level_and_deterministic():
+    a, b = base_model(small()), base_model(small())
+    assert a.tokenizer.vocabulary == [] and a.config["vocab_size"] == 384
+    assert a.generate("English: Hello. Spanish:", max_output_tokens=16) == b.generate(
+        "English: Hello. Spanish:", max_output_tokens=16)

@@ -215,7 +215,7 @@ def test_generate_content_rides_out_503_and_429(trained, trained_emulator):
     reply = PredictionApi(ApiTarget(PROJECT, LOCATION, trained_emulator.url)).generate(
         job["tunedModel"]["endpoint"], "English: Good night. Spanish:", max_output_tokens=4)
 
-    assert reply.candidates_token_count == 4
+    assert 1 <= reply.candidates_token_count <= 4  # capped by max_output_tokens (words: EOS may come sooner)
     assert not_fully_injected(trained_emulator.url) == []
 
 
