@@ -35,8 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from emulator.errors import GoogleApiError, InvalidArgument, NotFound, PayloadTooLarge, Unimplemented
-from emulator.gcs.errors import (PRECONDITION_MESSAGE, NotModified, PreconditionFailed, RangeNotSatisfiable,
-                                 UploadCancelled)
+from emulator.gcs.errors import RangeNotSatisfiable, UploadCancelled
 from emulator.gcs.names import validate_object_name
 from emulator.gcs.store import (OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions,
                                 etag, now)
@@ -160,11 +159,7 @@ class GcsApi:
 
     async def get_bucket(self, request: Request, bucket: str) -> Response:
         row = self.store.bucket_row(bucket)
-        conditions = _preconditions(request)
-        if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != row["metageneration"]:
-            raise PreconditionFailed(PRECONDITION_MESSAGE)
-        if conditions.get("ifMetagenerationNotMatch") == row["metageneration"]:
-            raise NotModified()
+        self.store.check_bucket_conditions(row, _preconditions(request), read=True)
         return _json(self.store.bucket_resource(row, self._base_of(request)))
 
     async def patch_bucket(self, request: Request, bucket: str) -> Response:
@@ -347,7 +342,7 @@ class GcsApi:
                 temp = self.store.temp_path()
                 size, md5_b64, crc_b64 = await self._stream_to_temp(body.chunks(), temp)
             elif upload_type == "resumable":
-                return await self._start_resumable(request, bucket, body)
+                return await self._start_resumable(request, bucket)
             else:
                 raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
             row = self.store.commit(new, temp, size, md5_b64, crc_b64)
@@ -396,8 +391,8 @@ class GcsApi:
             raise
         return new, temp, size, md5_b64, crc_b64
 
-    async def _start_resumable(self, request: Request, bucket: str, body: Body) -> Response:
-        metadata = await body.read_json(_MAX_METADATA_BYTES)
+    async def _start_resumable(self, request: Request, bucket: str) -> Response:
+        metadata = await read_json(request, _MAX_METADATA_BYTES)
         new = self._new_object(request, bucket, metadata, request.headers.get("x-upload-content-type"))
         declared = request.headers.get("x-upload-content-length")
         total = int(declared) if declared and declared.isdigit() else None

@@ -364,7 +364,7 @@ class ObjectStore:
             row = conn.execute("SELECT * FROM gcs_buckets WHERE name = ?", (bucket,)).fetchone()
             if row is None:
                 raise NotFound("The specified bucket does not exist.")
-            self._check_bucket_conditions(row, conditions)
+            self.check_bucket_conditions(row, conditions)
             labels = {} if replace else json.loads(row["labels"])
             if "labels" in body:
                 if body["labels"] is not None and not isinstance(body["labels"], dict):
@@ -388,19 +388,19 @@ class ObjectStore:
         return self.bucket_row(bucket)
 
     @staticmethod
-    def _check_bucket_conditions(row: sqlite3.Row, conditions: dict[str, int]) -> None:
+    def check_bucket_conditions(row: sqlite3.Row, conditions: dict[str, int], read: bool = False) -> None:
+        """412 when a metageneration precondition fails (304 for ifMetagenerationNotMatch on reads)."""
         if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != row["metageneration"]:
             raise PreconditionFailed(PRECONDITION_MESSAGE)
-        if ("ifMetagenerationNotMatch" in conditions
-                and conditions["ifMetagenerationNotMatch"] == row["metageneration"]):
-            raise PreconditionFailed(PRECONDITION_MESSAGE)
+        if conditions.get("ifMetagenerationNotMatch") == row["metageneration"]:
+            raise NotModified() if read else PreconditionFailed(PRECONDITION_MESSAGE)
 
     def delete_bucket(self, bucket: str, conditions: dict[str, int]) -> None:
         with self.db.transaction() as conn:
             row = conn.execute("SELECT * FROM gcs_buckets WHERE name = ?", (bucket,)).fetchone()
             if row is None:
                 raise NotFound("The specified bucket does not exist.")
-            self._check_bucket_conditions(row, conditions)
+            self.check_bucket_conditions(row, conditions)
             if conn.execute("SELECT 1 FROM gcs_objects WHERE bucket = ? LIMIT 1", (bucket,)).fetchone():
                 raise BucketNotEmpty("The bucket you tried to delete is not empty.")
             uploads = [r["upload_id"] for r in

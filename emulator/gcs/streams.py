@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -18,7 +17,7 @@ import anyio
 import google_crc32c
 from starlette.requests import ClientDisconnect, Request
 
-from emulator.errors import InvalidArgument, PayloadTooLarge
+from emulator.errors import InvalidArgument
 from emulator.gcs.errors import RangeNotSatisfiable
 
 IO_CHUNK = 1024 * 1024             # bytes per disk write / read
@@ -57,23 +56,6 @@ class Body:
                 dropped += len(chunk)
         except (ClientDisconnect, OSError, RuntimeError):
             self._done = True
-
-    async def read_json(self, limit: int) -> dict[str, Any]:
-        """The whole (small) body as a JSON object; `{}` when empty."""
-        data = bytearray()
-        while (chunk := await self.next()) is not None:
-            data += chunk
-            if len(data) > limit:
-                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        if not data.strip():
-            return {}
-        try:
-            value = json.loads(bytes(data))
-        except ValueError as error:
-            raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
-        if not isinstance(value, dict):
-            raise InvalidArgument("Invalid JSON payload received. Expected an object.")
-        return value
 
 
 class Sink:

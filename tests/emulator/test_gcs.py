@@ -146,6 +146,16 @@ def test_patch_bucket_labels(bucket: storage.Bucket) -> None:
     assert bucket.metageneration == 2
 
 
+def test_bucket_metageneration_preconditions(served: Served, bucket: storage.Bucket) -> None:
+    url = f"{served.url}/storage/v1/b/{bucket.name}"
+    assert requests.get(url, params={"ifMetagenerationMatch": 1}).ok
+    assert requests.get(url, params={"ifMetagenerationMatch": 2}).status_code == 412
+    assert requests.get(url, params={"ifMetagenerationNotMatch": 1}).status_code == 304   # a read: not modified
+    assert requests.patch(url, params={"ifMetagenerationNotMatch": 1}, json={"labels": {"a": "b"}}).status_code == 412
+    assert requests.patch(url, params={"ifMetagenerationMatch": 1}, json={"labels": {"a": "b"}}).json()[
+        "metageneration"] == "2"
+
+
 def test_bad_bucket_name_is_rejected_with_the_rule(client: storage.Client) -> None:
     with pytest.raises(exceptions.BadRequest) as caught:
         client.create_bucket("Bad_Name")
