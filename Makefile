@@ -10,7 +10,7 @@ POLICY_STAMP := policy/venv/.requirements-installed
 STACK ?= local
 PULUMI := . tools/pulumi/activate && pulumi
 
-.PHONY: demo test setup engine browser lint-tools preview up refresh destroy outputs try emulator-stop clean-local
+.PHONY: demo test lint setup engine browser lint-tools preview up refresh destroy outputs try emulator-stop clean-local
 
 demo: setup
 	$(PULUMI) stack select --create $(STACK)
@@ -18,8 +18,13 @@ demo: setup
 	@echo "--- stack outputs (pulumi stack output --json) ---"
 	@$(PULUMI) stack output --json --stack $(STACK)
 
-test: setup browser lint-tools
+test: setup browser lint-tools lint
 	$(PY) -m pytest
+
+# ruff (pyflakes, bugbear, import order) and mypy (strict on tuning/), configured in pyproject.toml.
+lint: $(VENV_STAMP)
+	$(PY) -m ruff check --quiet .
+	$(PY) -m mypy
 
 setup: $(VENV_STAMP) $(POLICY_STAMP) engine
 
