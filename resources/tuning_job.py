@@ -3,6 +3,9 @@
 create/read/delete map to tuningJobs create/get/cancel (there is no update or delete RPC); every API
 field is therefore a replace, and provider-only knobs (waiting, timeout, on-delete policy) never are.
 The lifecycle is specified in DESIGN.md ("The TuningJob resource").
+
+The API models (pydantic) and the client are imported by the methods that call the API: the provider process
+imports this module for every check and diff, and a no-op preview makes no other call.
 """
 
 from __future__ import annotations
@@ -10,19 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Optional, TypedDict
+from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
     ResourceProvider, UpdateResult
 
 from resources.target import TargetedProvider, is_unknown
-from tuning.client import TuningApi
 from tuning.errors import ApiCallError, ApiError, JobFailedError
-from tuning.models import AdapterSize, JobState, SupervisedHyperParameters, SupervisedTuningSpec
-from tuning.models import TuningJob as TuningJobMessage
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
 from tuning.rules import create_request_violations
+
+if TYPE_CHECKING:
+    from tuning.client import TuningApi
+    from tuning.models import TuningJob as TuningJobMessage
 
 # Inputs sent to tuningJobs.create: changing any of them needs a new job.
 API_INPUTS = ("baseModel", "trainingDatasetUri", "validationDatasetUri", "tunedModelDisplayName", "description",
@@ -36,9 +40,8 @@ OUTPUTS = ("tuningJobName", "state", "tunedModelName", "tunedModelEndpointName",
 
 IDEMPOTENCY_LABEL = "pulumi-tuning-key"
 _JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+$")
-# States of a job that a retried create may adopt: anything that did not end badly.
-_ADOPTABLE = {JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING,
-              JobState.JOB_STATE_SUCCEEDED}
+# States (JobState names) of a job that a retried create may adopt: anything that did not end badly.
+_ADOPTABLE = ("JOB_STATE_PENDING", "JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
 CANCEL_WAIT_SECONDS = 120
 
 
@@ -83,6 +86,9 @@ def idempotency_label_value(props: dict[str, Any]) -> str:
 
 def job_request(props: dict[str, Any]) -> TuningJobMessage:
     """The tuningJobs.create body for these inputs, with the idempotency label added."""
+    from tuning.models import AdapterSize, SupervisedHyperParameters, SupervisedTuningSpec
+    from tuning.models import TuningJob as TuningJobMessage
+
     hyper = SupervisedHyperParameters(
         epoch_count=props.get("epochCount"), learning_rate_multiplier=props.get("learningRateMultiplier"),
         adapter_size=AdapterSize.from_size(props["adapterSize"]) if props.get("adapterSize") else None)
@@ -163,14 +169,16 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
                           stables=list(OUTPUTS) if not replaces else [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        api = TuningApi(self.target)
+        from tuning.models import JobState
+
+        api = self.tuning_api()
         if props.get("adoptJobName"):
             job = api.get_tuning_job(props["adoptJobName"])
             if job is None:
                 raise ApiError(404, f"adoptJobName: tuning job {props['adoptJobName']} does not exist")
         else:
             job, created = api.create_or_adopt(job_request(props), IDEMPOTENCY_LABEL, idempotency_label_value(props),
-                                               adoptable=_ADOPTABLE)
+                                               adoptable={JobState(state) for state in _ADOPTABLE})
             if not created:
                 pulumi.log.info(f"adopted tuning job {job.name} left by an interrupted earlier create")
         if props.get("waitForCompletion"):
@@ -178,6 +186,8 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return CreateResult(job.name, {**props, **job_outputs(api, job)})
 
     def _wait(self, api: TuningApi, job: TuningJobMessage, timeout: float) -> TuningJobMessage:
+        from tuning.models import JobState
+
         try:
             job = poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended, timeout=timeout,
                              backoff=Backoff(initial=1.0, maximum=30.0))
@@ -194,7 +204,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return job
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        api = TuningApi(self.target)
+        api = self.tuning_api()
         job = api.get_tuning_job(id_)
         if job is None:
             return ReadResult("", {})
@@ -207,7 +217,9 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         if props.get("onDelete") == "abandon":
             pulumi.log.info(f"onDelete=abandon: leaving tuning job {id_} as it is")
             return
-        api = TuningApi(self.target)
+        from tuning.models import JobState
+
+        api = self.tuning_api()
         job = api.get_tuning_job(id_)
         if job is None or job.has_ended:
             return
