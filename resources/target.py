@@ -12,7 +12,7 @@ from pulumi.output import Unknown
 
 from resources.embedded import resolve_endpoint
 from resources.errors import report_provider_errors_without_traceback
-from resources.provider_process import watch_engine_once
+from resources.provider_process import exit_without_teardown_once, watch_engine_once
 from tuning.api_target import ApiTarget
 from tuning.errors import ConfigError
 
@@ -64,6 +64,7 @@ class TargetedProvider:
         # First: the host calls configure() before any provider method, and configure itself may fail (embedded).
         report_provider_errors_without_traceback()
         watch_engine_once()
+        exit_without_teardown_once()
         self._target = target_from_config(req.config)
 
     @property
