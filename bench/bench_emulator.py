@@ -374,7 +374,7 @@ def summary_checks(rows: dict[str, dict], concurrency: int) -> list[dict]:
          "measured": f"p99 {get['p99_ms']:.0f} ms (p50 {get['p50_ms']:.0f} ms), {get['throughput_rps']:.0f} req/s",
          "ratio": get["ratio_to_baseline"], "target": "p99 reported, no errors",
          "ok": get["errors"] == 0 and health["errors"] == 0},
-        {"name": f"load generator's own cost, {concurrency} clients",
+        {"name": f"load generator's own cost, {concurrency} clients (ratio: `get` rate / trivial server's rate)",
          "baseline": f"trivial server: {trivial['throughput_rps']:.0f} req/s, p99 {trivial['p99_ms']:.0f} ms",
          "measured": f"client CPU {get['client_cpu_ms_per_request']:.2f} ms/request on `get` "
                      f"({get['client_cpu_pct']:.0f}% of a core; server {get['server_cpu_pct']:.0f}%)",
