@@ -10,7 +10,7 @@ POLICY_STAMP := policy/venv/.requirements-installed
 STACK ?= local
 PULUMI := . tools/pulumi/activate && pulumi
 
-.PHONY: demo test lint setup engine browser lint-tools preview up refresh destroy outputs try emulator-stop clean-local
+.PHONY: demo test lint bench setup engine browser lint-tools preview up refresh destroy outputs try emulator-stop clean-local
 
 demo: setup
 	$(PULUMI) stack select --create $(STACK)
@@ -25,6 +25,18 @@ test: setup browser lint-tools lint
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check --quiet .
 	$(PY) -m mypy
+
+# Every benchmark of bench/ (a few minutes; best on a quiet machine), then bench/results.md with the machine's
+# description. A benchmark that misses its target still lets the others run; the report then fails the target.
+BENCH_RESULTS := bench/results
+bench: setup
+	rm -f $(BENCH_RESULTS)/*.json
+	-$(PY) bench/bench_validate.py --mode small
+	-$(PY) bench/bench_validate.py --mode command --size-mb 300
+	-$(PY) bench/bench_validate.py --mode rate --size-mb 300
+	-$(PY) bench/bench_noop.py --runs 9
+	-$(PY) bench/bench_emulator.py
+	$(PY) bench/report.py
 
 setup: $(VENV_STAMP) $(POLICY_STAMP) engine
 

@@ -9,10 +9,13 @@ short warm-up), with ``--concurrency`` client threads each holding one keep-aliv
 
 * health:   ``GET /_emulator/health``: the cheapest route, the baseline of this run;
 * get:      ``GET /v1/projects/P/locations/us-central1/tuningJobs/ID`` (tuningJobs.get);
-* download: ``GET /download/storage/v1/b/B/o/NAME?alt=media`` of a 1 MB object (body length checked).
+* download: ``GET /download/storage/v1/b/B/o/NAME?alt=media`` of a 1 MB object (body length checked);
+* trivial:  the same client against a trivial server (a subprocess that answers every request with a fixed
+  ``{}`` from a bare asyncio loop): the load generator's own ceiling at this concurrency.
 
-Prints requests, errors, throughput, p50/p99 latency and throughput ratio to the health baseline, and
-writes the same as JSON to bench/results/emulator.json. Client and server share the machine's cores,
+Prints requests, errors, throughput, p50/p99 latency, throughput ratio to the health baseline, and the
+generator's own cost: its CPU time per request (this process's CPU over the scenario / requests) and the
+trivial server's rate. Writes the same as JSON to bench/results/emulator.json. Client and server share the machine's cores,
 so absolute numbers say as much about the client as about the server; ratios to the baseline
 measured in the same run are the comparable figure.
 """
@@ -74,19 +77,30 @@ def main(argv: list[str] | None = None) -> int:
             "download": checked_get(f"{emulator.url}/download/storage/v1/b/{BUCKET}/o/{OBJECT}?alt=media",
                                     expect_length=args.object_bytes),
         }
+        trivial = TrivialServer.start(args.python)
+        scenarios["trivial"] = checked_get(f"{trivial.url}/")
+        servers = {name: emulator for name in scenarios}
+        servers["trivial"] = trivial
         results = {}
         for name, call in scenarios.items():
             print(f"running {name}: {args.concurrency} clients, {args.duration:g} s ...", file=sys.stderr, flush=True)
-            server_before, client_before = emulator.cpu_seconds(), _own_cpu_seconds()
+            server = servers[name]
+            server_before, client_before = server.cpu_seconds(), _own_cpu_seconds()
             results[name] = run_load(call, args.concurrency, args.duration, args.warmup, args.max_requests)
             # CPU over the whole scenario (warm-up included) as % of one core, to see which side is saturated.
             wall = args.warmup + results[name].seconds
-            results[name].server_cpu_pct = 100 * (emulator.cpu_seconds() - server_before) / wall
-            results[name].client_cpu_pct = 100 * (_own_cpu_seconds() - client_before) / wall
-            if not emulator.alive():
-                raise RuntimeError(f"the emulator died during {name}; see {emulator.log_path}")
+            client_cpu = _own_cpu_seconds() - client_before
+            results[name].server_cpu_pct = 100 * (server.cpu_seconds() - server_before) / wall
+            results[name].client_cpu_pct = 100 * client_cpu / wall
+            # Per request of the measured window, with the warm-up's CPU removed in proportion to its time.
+            results[name].client_cpu_ms_per_request = 1000 * client_cpu * (results[name].seconds / wall) / max(
+                results[name].requests, 1)
+            if not server.alive():
+                raise RuntimeError(f"the server died during {name}; see {emulator.log_path}")
     finally:
         emulator.stop()
+        if "trivial" in locals():
+            trivial.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
     baseline = results["health"].throughput
@@ -103,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": {"job": job["name"], "job_state": job["state"], "job_body_bytes": body_bytes},
         "baseline": "health",
         "scenarios": rows,
+        "checks": summary_checks(rows, args.concurrency),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -110,11 +125,68 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(row["errors"] == 0 for row in rows.values()) else 1
 
 
-# --- the emulator subprocess ---------------------------------------------------------------------------
+# --- the server subprocesses ---------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """CPU time, liveness and stop of a server subprocess (`process` is set by the subclass)."""
+
+    process: subprocess.Popen
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process and its waited-for children (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# Answers every HTTP/1.1 request (no body expected) with a fixed `{}`, keeping the connection open: as little
+# server work as a request can take, so the client's rate against it is the load generator's own ceiling.
+TRIVIAL_SERVER = """
+import asyncio
+RESPONSE = b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\n\\r\\n{}"
+async def serve(reader, writer):
+    try:
+        while await reader.readuntil(b"\\r\\n\\r\\n"):
+            writer.write(RESPONSE)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
 
 
 @dataclass
-class Emulator:
+class TrivialServer(ServerProcess):
+    process: subprocess.Popen
+    url: str
+
+    @classmethod
+    def start(cls, python: str) -> "TrivialServer":
+        process = subprocess.Popen([python, "-c", TRIVIAL_SERVER], stdout=subprocess.PIPE, text=True)
+        port = int(process.stdout.readline())
+        return cls(process, f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class Emulator(ServerProcess):
     process: subprocess.Popen
     url: str
     log_path: Path
@@ -139,26 +211,6 @@ class Emulator:
         # Keep draining stdout so the child can never block on a full pipe.
         threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
         return cls(process, match.group(1), log_path)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the emulator process and its waited-for children (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def _own_cpu_seconds() -> float:
@@ -231,6 +283,7 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
     server_cpu_pct: float = 0.0
     client_cpu_pct: float = 0.0
+    client_cpu_ms_per_request: float = 0.0
 
     @property
     def throughput(self) -> float:
@@ -248,6 +301,7 @@ class LoadResult:
                 "mean_ms": round(statistics.fmean(ordered) * 1000, 2) if ordered else 0.0,
                 "ratio_to_baseline": round(self.throughput / baseline, 3) if baseline else None,
                 "server_cpu_pct": round(self.server_cpu_pct, 1), "client_cpu_pct": round(self.client_cpu_pct, 1),
+                "client_cpu_ms_per_request": round(self.client_cpu_ms_per_request, 3),
                 "error_samples": self.error_samples[:5]}
 
 
@@ -311,16 +365,35 @@ def _safe(call: Callable[[requests.Session], None], session: requests.Session) -
         return f"{type(error).__name__}: {error}"[:200]
 
 
+def summary_checks(rows: dict[str, dict], concurrency: int) -> list[dict]:
+    """The rows of bench/results.md: tuningJobs.get against health, and the load generator's own cost."""
+    get, health, trivial = rows["get"], rows["health"], rows["trivial"]
+    return [
+        {"name": f"emulator `tuningJobs.get`, {concurrency} clients: p99 latency",
+         "baseline": f"`/_emulator/health` p99 {health['p99_ms']:.0f} ms, {health['throughput_rps']:.0f} req/s",
+         "measured": f"p99 {get['p99_ms']:.0f} ms (p50 {get['p50_ms']:.0f} ms), {get['throughput_rps']:.0f} req/s",
+         "ratio": get["ratio_to_baseline"], "target": "p99 reported, no errors",
+         "ok": get["errors"] == 0 and health["errors"] == 0},
+        {"name": f"load generator's own cost, {concurrency} clients (ratio: `get` rate / trivial server's rate)",
+         "baseline": f"trivial server: {trivial['throughput_rps']:.0f} req/s, p99 {trivial['p99_ms']:.0f} ms",
+         "measured": f"client CPU {get['client_cpu_ms_per_request']:.2f} ms/request on `get` "
+                     f"({get['client_cpu_pct']:.0f}% of a core; server {get['server_cpu_pct']:.0f}%)",
+         "ratio": round(get["throughput_rps"] / trivial["throughput_rps"], 2) if trivial["throughput_rps"] else None,
+         "target": "reported", "ok": trivial["errors"] == 0},
+    ]
+
+
 def print_table(rows: dict[str, dict], concurrency: int) -> None:
     print(f"\nemulator load test: {concurrency} concurrent clients on loopback, baseline = health\n")
     header = (f"{'scenario':<10} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'vs health':>10} {'server CPU':>11} {'client CPU':>11}")
+              f"{'vs health':>10} {'server CPU':>11} {'client CPU':>11} {'client ms/req':>14}")
     print(header)
     print("-" * len(header))
     for name, row in rows.items():
         print(f"{name:<10} {row['requests']:>9} {row['errors']:>7} {row['throughput_rps']:>9.1f} "
               f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['ratio_to_baseline']:>10.3f} "
-              f"{row['server_cpu_pct']:>10.0f}% {row['client_cpu_pct']:>10.0f}%")
+              f"{row['server_cpu_pct']:>10.0f}% {row['client_cpu_pct']:>10.0f}% "
+              f"{row['client_cpu_ms_per_request']:>14.3f}")
     print(f"\n(CPU in % of one core over each scenario; this machine has {os.cpu_count()} cores shared by both sides)")
     for name, row in rows.items():
         for sample in row["error_samples"]:

@@ -13,14 +13,15 @@ tuned, create it first (see the README) or the grant fails with "principal does 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from resources.settings import StackSettings
 from resources.target import TargetedProvider
-from tuning.storage import StorageApi
+
+if TYPE_CHECKING:
+    from resources.settings import StackSettings
 
 
 TUNING_SERVICE_AGENT = "service-{project_number}@gcp-sa-vertex-tune.iam.gserviceaccount.com"
@@ -35,20 +36,20 @@ class EmulatorBucketProvider(TargetedProvider, ResourceProvider):
                           delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        StorageApi(self.target).ensure_bucket(props["name"], location=props["location"], labels=props.get("labels"))
+        self.storage_api().ensure_bucket(props["name"], location=props["location"], labels=props.get("labels"))
         return CreateResult(props["name"], props)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        if not StorageApi(self.target).bucket_exists(id_):
+        if not self.storage_api().bucket_exists(id_):
             return ReadResult("", {})
         return ReadResult(id_, props)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        StorageApi(self.target).set_bucket_labels(id_, news.get("labels") or {})
+        self.storage_api().set_bucket_labels(id_, news.get("labels") or {})
         return UpdateResult(news)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        StorageApi(self.target).delete_bucket(id_)
+        self.storage_api().delete_bucket(id_)
 
 
 class EmulatorBucket(Resource, module="storage", name="EmulatorBucket"):
@@ -66,7 +67,7 @@ class TuningBucket:
     access: list[pulumi.Resource]
 
 
-def tuning_bucket(resource_name: str, bucket_name: str, settings: StackSettings,
+def tuning_bucket(resource_name: str, bucket_name: str, settings: "StackSettings",
                   opts: pulumi.ResourceOptions) -> TuningBucket:
     """Declare the dataset bucket for this stack, and on GCP the tuning service agent's read access."""
     labels = {**settings.labels, "managed-by": "pulumi"}

@@ -12,7 +12,6 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from resources.target import TargetedProvider, is_unknown
 from tuning.dataset import DatasetReport, estimate_tokens, validate_file
-from tuning.storage import StorageApi, dataset_object_name
 
 # Inputs whose change means a different object: replace. `path` is not one: moving the file is not new data.
 _REPLACE_ON = ("bucket", "prefix", "kind", "sha256")
@@ -77,14 +76,16 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
         return DiffResult(changes=changes, replaces=replaces, stables=stables, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        from tuning.storage import dataset_object_name
+
         name = dataset_object_name(props["prefix"], props["kind"], props["sha256"], secrets.token_hex(4),
                                    props["path"])
-        StorageApi(self.target).upload_file(props["bucket"], name, Path(props["path"]))
+        self.storage_api().upload_file(props["bucket"], name, Path(props["path"]))
         uri = f"gs://{props['bucket']}/{name}"
         return CreateResult(uri, {**props, "objectName": name, "uri": uri})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        if not StorageApi(self.target).object_exists(props["bucket"], props["objectName"]):
+        if not self.storage_api().object_exists(props["bucket"], props["objectName"]):
             return ReadResult("", {})
         return ReadResult(id_, {**props, **_missing_facts(props)})
 
@@ -92,7 +93,7 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
         return UpdateResult({**olds, "path": news["path"]})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        StorageApi(self.target).delete_object(props["bucket"], props["objectName"])
+        self.storage_api().delete_object(props["bucket"], props["objectName"])
 
 
 class TuningDataset(Resource, module="storage", name="TuningDataset"):

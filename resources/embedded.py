@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pulumi
 
-from emulator.background import BackgroundEmulator
-from resources.settings import EMBEDDED, StackSettings
+if TYPE_CHECKING:
+    from resources.settings import StackSettings
+
+# `emulatorEndpoint: embedded` means: the program (and the provider plugin, in its own process) starts or
+# reuses the project's background emulator in `.run/emulator` and uses its URL.
+EMBEDDED = "embedded"
 
 
 def resolve_endpoint(value: Optional[str], project_dir: Path) -> Optional[str]:
@@ -29,10 +33,13 @@ def resolve_endpoint(value: Optional[str], project_dir: Path) -> Optional[str]:
     """
     if value != EMBEDDED:
         return value
+    # Imported here: every provider process resolves its endpoint, and only `embedded` stacks need this module.
+    from emulator.background import BackgroundEmulator
+
     return BackgroundEmulator.for_project(project_dir).ensure_running()
 
 
-def start_embedded_emulator(settings: StackSettings, project_dir: Path) -> Optional[str]:
+def start_embedded_emulator(settings: "StackSettings", project_dir: Path) -> Optional[str]:
     """On an `embedded` stack, start (or reuse) the background emulator before any resource is declared.
 
     Its URL is logged, not exported: the port changes whenever the emulator restarts, and an output would

@@ -9,14 +9,11 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from resources.embedded import EMBEDDED
 from tuning.errors import ConfigError
-from tuning.models import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS
-from tuning.rules import label_violations
+from tuning.rules import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS, label_violations
 
 PROJECT_NAMESPACE = "translation-tuning"
-# `emulatorEndpoint: embedded` means: the program (and the provider plugin, in its own process) starts or
-# reuses the project's background emulator in `.run/emulator` and uses its URL; see resources/embedded.py.
-EMBEDDED = "embedded"
 
 
 class StackSettings(BaseModel):

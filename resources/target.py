@@ -6,15 +6,19 @@ Providers are pickled into the state, so they keep only this plain value, never 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pulumi.output import Unknown
 
 from resources.embedded import resolve_endpoint
 from resources.errors import report_provider_errors_without_traceback
-from resources.provider_process import watch_engine_once
-from tuning.client import ApiTarget
+from resources.provider_process import exit_without_teardown_once, watch_engine_once
+from tuning.api_target import ApiTarget
 from tuning.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuning.client import TuningApi
+    from tuning.storage import StorageApi
 
 # Pulumi's wire marker for a value unknown during preview; deserialised it becomes an `Unknown`.
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -60,6 +64,7 @@ class TargetedProvider:
         # First: the host calls configure() before any provider method, and configure itself may fail (embedded).
         report_provider_errors_without_traceback()
         watch_engine_once()
+        exit_without_teardown_once()
         self._target = target_from_config(req.config)
 
     @property
@@ -67,6 +72,22 @@ class TargetedProvider:
         if self._target is None:
             raise ConfigError("gcp:project", "is not set for this stack (pulumi config set gcp:project PROJECT)")
         return self._target
+
+    # The clients are imported on first use, not with the provider's module: the provider process imports that
+    # module to unpickle the provider for every check and diff, and a no-op preview makes no other call.
+    # google-cloud-storage, requests and pydantic then never load there (README, "Performance").
+
+    def storage_api(self) -> "StorageApi":
+        """A Cloud Storage client for the target."""
+        from tuning.storage import StorageApi
+
+        return StorageApi(self.target)
+
+    def tuning_api(self) -> "TuningApi":
+        """A Vertex AI tuning client for the target."""
+        from tuning.client import TuningApi
+
+        return TuningApi(self.target)
 
     def __getstate__(self) -> dict[str, Any]:
         # Never pickle the configured target into the state: it is re-read from config on every run.

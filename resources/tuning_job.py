@@ -3,6 +3,9 @@
 create/read/delete map to tuningJobs create/get/cancel (there is no update or delete RPC); every API
 field is therefore a replace, and provider-only knobs (waiting, timeout, on-delete policy) never are.
 The lifecycle is specified in DESIGN.md ("The TuningJob resource").
+
+The API models (pydantic) and the client are imported by the methods that call the API: the provider process
+imports this module for every check and diff, and a no-op preview makes no other call.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Optional, TypedDict
+from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
@@ -18,13 +21,15 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from resources.provider_process import Cancelled, sleep_unless_cancelled
 from resources.target import TargetedProvider, is_unknown
-from tuning.client import ApiTarget, TuningApi
 from tuning.errors import ApiCallError, ApiError, JobFailedError, TuningError
-from tuning.models import AdapterSize, JobState, SupervisedHyperParameters, SupervisedTuningSpec
-from tuning.models import TuningJob as TuningJobMessage
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
 from tuning.progress import ProgressLog, ProportionalBackoff, elapsed_seconds, job_progress
 from tuning.rules import create_request_violations
+
+if TYPE_CHECKING:
+    from tuning.api_target import ApiTarget
+    from tuning.client import TuningApi
+    from tuning.models import TuningJob as TuningJobMessage
 
 # Inputs sent to tuningJobs.create: changing any of them needs a new job.
 API_INPUTS = ("baseModel", "trainingDatasetUri", "validationDatasetUri", "tunedModelDisplayName", "description",
@@ -38,9 +43,8 @@ OUTPUTS = ("tuningJobName", "state", "tunedModelName", "tunedModelEndpointName",
 
 IDEMPOTENCY_LABEL = "pulumi-tuning-key"
 _JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+$")
-# States of a job that a retried create may adopt: anything that did not end badly.
-_ADOPTABLE = {JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING,
-              JobState.JOB_STATE_SUCCEEDED}
+# States (JobState names) of a job that a retried create may adopt: anything that did not end badly.
+_ADOPTABLE = ("JOB_STATE_PENDING", "JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
 CANCEL_WAIT_SECONDS = 120
 
 
@@ -87,6 +91,9 @@ def idempotency_label_value(props: dict[str, Any]) -> str:
 
 def job_request(props: dict[str, Any]) -> TuningJobMessage:
     """The tuningJobs.create body for these inputs, with the idempotency label added."""
+    from tuning.models import AdapterSize, SupervisedHyperParameters, SupervisedTuningSpec
+    from tuning.models import TuningJob as TuningJobMessage
+
     hyper = SupervisedHyperParameters(
         epoch_count=props.get("epochCount"), learning_rate_multiplier=props.get("learningRateMultiplier"),
         adapter_size=AdapterSize.from_size(props["adapterSize"]) if props.get("adapterSize") else None)
@@ -170,14 +177,16 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
                           stables=list(OUTPUTS) if not replaces else [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        api = TuningApi(self.target)
+        from tuning.models import JobState
+
+        api = self.tuning_api()
         if props.get("adoptJobName"):
             job = api.get_tuning_job(props["adoptJobName"])
             if job is None:
                 raise ApiError(404, f"adoptJobName: tuning job {props['adoptJobName']} does not exist")
         else:
             job, created = api.create_or_adopt(job_request(props), IDEMPOTENCY_LABEL, idempotency_label_value(props),
-                                               adoptable=_ADOPTABLE)
+                                               adoptable={JobState(state) for state in _ADOPTABLE})
             if not created:
                 pulumi.log.info(f"adopted tuning job {job.name} left by an interrupted earlier create")
         if props.get("waitForCompletion"):
@@ -185,6 +194,8 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return CreateResult(job.name, {**props, **job_outputs(api, job)})
 
     def _wait(self, api: TuningApi, job: TuningJobMessage, timeout: float) -> TuningJobMessage:
+        from tuning.models import JobState
+
         """Poll until the job ends (or `timeout`), logging its progress; the end is noticed within
         max(2 s, 10% of the job's elapsed time), at most 30 s late on GCP (10 s on the emulator)."""
         on_emulator = bool(self.target.emulator_endpoint)
@@ -222,7 +233,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return job
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        api = TuningApi(self.target)
+        api = self.tuning_api()
         job = api.get_tuning_job(id_)
         if job is None:
             return ReadResult("", {})
@@ -232,7 +243,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return UpdateResult({**olds, **{key: news.get(key) for key in PROVIDER_INPUTS}})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        api = TuningApi(self.target)
+        api = self.tuning_api()
         job = api.get_tuning_job(id_)
         if job is None:
             return
@@ -248,6 +259,8 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         """Cancel a job and wait for the cancel to land, so that nothing is left running when destroy reports
         success. CANCELLING is accepted after the wait: the service has taken the cancel and only it can finish
         it. Returns the job as last seen (it may have succeeded in the meantime)."""
+        from tuning.models import JobState
+
         api.cancel_tuning_job(job.name)
         try:
             return poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended,

@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 import requests
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
-from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.protobuf import json_format
 
+from tuning.api_target import ApiTarget  # noqa: F401 - re-exported: callers build targets from tuning.client
 from tuning.errors import ApiCallError, ConfigError, TuningError
 from tuning.models import ALL_METRICS, EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
@@ -96,43 +96,6 @@ def api_cause(error: BaseException) -> BaseException:
 def is_retryable_cause(error: BaseException) -> bool:
     """`is_retryable` of the API error behind `error` (for calls through code that wraps API errors)."""
     return is_retryable(api_cause(error))
-
-
-@dataclass(frozen=True)
-class ApiTarget:
-    """Where calls go: a GCP project and region, and optionally an emulator base URL (http://host:port)."""
-
-    project: str
-    location: str = "us-central1"
-    emulator_endpoint: Optional[str] = None
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
-
-    @property
-    def api_endpoint(self) -> str:
-        """The emulator's URL, or the regional Vertex AI host."""
-        return self.emulator_endpoint or f"{self.location}-aiplatform.googleapis.com"
-
-    def rest_client(self, client_class: type, credentials: Optional[Credentials] = None) -> Any:
-        """A generated aiplatform_v1 client for this target over REST.
-
-        REST, because the gRPC transport always uses TLS and cannot reach a plain-http emulator; the
-        REST transport keeps an explicit http:// scheme (reference §2.3). The emulator gets anonymous
-        credentials, since there is no ADC offline; Vertex AI gets `credentials` or ADC.
-
-        Raises:
-            ApiCallError: no credentials were given and none are found (application default credentials).
-        """
-        if self.emulator_endpoint:
-            credentials = credentials or AnonymousCredentials()
-        try:
-            return client_class(client_options=ClientOptions(api_endpoint=self.api_endpoint), transport="rest",
-                                credentials=credentials)
-        except auth_exceptions.DefaultCredentialsError as error:
-            raise missing_credentials(f"Vertex AI {client_class.__name__.removesuffix('Client')}",
-                                      f"in {self.parent}") from error
 
 
 @dataclass(frozen=True)

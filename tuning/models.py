@@ -8,10 +8,7 @@ from typing import Any, Optional
 from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel, to_snake
 
-SUPPORTED_BASE_MODELS = ("translation-llm-002",)
-SUPPORTED_REGIONS = ("us-central1",)
-# translation-llm-002 accepts adapter size 4 only (about page of the seed docs).
-SUPPORTED_ADAPTER_SIZES = (4,)
+from tuning.rules import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS  # noqa: F401 - re-exported
 
 
 def _enum_member(enum_class: type, value: object, prefix: str = "") -> "enum.Enum":

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Sequence
 
-from tuning.models import TuningJob
+if TYPE_CHECKING:  # the provider imports this module for every check: no pydantic models at import time
+    from tuning.models import TuningJob
 
 # (step, value) points of one metric, in step order.
 Series = Sequence[tuple[int, float]]
