@@ -36,6 +36,7 @@ bench: setup
 	-$(PY) bench/bench_validate.py --mode rate --size-mb 300
 	-$(PY) bench/bench_noop.py --runs 9
 	-$(PY) bench/bench_emulator.py
+	-$(PY) bench/bench_training.py
 	$(PY) bench/report.py
 
 setup: $(VENV_STAMP) $(POLICY_STAMP) engine

@@ -62,8 +62,8 @@ def seconds(start: str, end: str) -> float:
             datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
 
 
-def run_job(client: genai.Client, train_uri: str, validation_uri: str, data_dir: Path, n: int) -> str:
-    """One job to its end; prints its wall times and phases; returns its tuned endpoint."""
+def run_job(client: genai.Client, train_uri: str, validation_uri: str, data_dir: Path, n: int) -> tuple[str, float]:
+    """One job to its end; prints its wall times and phases; returns (its tuned endpoint, its wall time)."""
     config = types.CreateTuningJobConfig(tuned_model_display_name=f"bench-{n}",
                                          validation_dataset=types.TuningValidationDataset(gcs_uri=validation_uri))
     began = time.monotonic()
@@ -82,7 +82,7 @@ def run_job(client: genai.Client, train_uri: str, validation_uri: str, data_dir:
                        re.findall(r"^trainer: (.+) ([0-9.]+) s$", log, re.MULTILINE))
     print(f"job {n}: wall {wall:.1f} s (client: create -> SUCCEEDED); service startTime -> endTime "
           f"{seconds(times['startTime'], times['endTime']):.1f} s; trainer phases: {phases}")
-    return job.tuned_model.endpoint
+    return job.tuned_model.endpoint, wall
 
 
 def greedy(client: genai.Client, model: str, prompts: list[str]) -> list[str]:
@@ -103,7 +103,8 @@ def main() -> None:
                                   http_options=types.HttpOptions(base_url=running.url + "/", api_version="v1"))
             train_uri, validation_uri = upload(running.url, "train.jsonl", TRAIN), upload(
                 running.url, "validation.jsonl", VALIDATION)
-            endpoints = [run_job(client, train_uri, validation_uri, data_dir, n + 1) for n in range(args.jobs)]
+            jobs = [run_job(client, train_uri, validation_uri, data_dir, n + 1) for n in range(args.jobs)]
+            endpoints = [endpoint for endpoint, _ in jobs]
 
             train, validation = pairs(TRAIN), pairs(VALIDATION)
             got = greedy(client, endpoints[0], [p for p, _ in train])
@@ -111,11 +112,30 @@ def main() -> None:
             print(f"training answers reproduced exactly (greedy): {exact}/{len(train)} = {exact / len(train):.1%}")
             print(f"'English: Hello. Spanish:' -> {greedy(client, endpoints[0], ['English: Hello. Spanish:'])[0]!r}")
             references = [[a for _, a in validation]]
+            chrf = {}
             for name, model in (("tuned", endpoints[0]), ("base", "translation-llm-002")):
                 hyps = greedy(client, model, [p for p, _ in validation])
-                print(f"validation ({len(validation)} examples), {name}: "
-                      f"chrF {sacrebleu.CHRF().corpus_score(hyps, references).score:.1f}, "
+                chrf[name] = sacrebleu.CHRF().corpus_score(hyps, references).score
+                print(f"validation ({len(validation)} examples), {name}: chrF {chrf[name]:.1f}, "
                       f"BLEU {sacrebleu.BLEU().corpus_score(hyps, references).score:.1f}; first: {hyps[0]!r}")
+    write_checks(first_job_wall=jobs[0][1], exact=exact, examples=len(train), chrf=chrf)
+
+
+def write_checks(*, first_job_wall: float, exact: int, examples: int, chrf: dict[str, float]) -> None:
+    """bench/results/training.json for bench/report.py: the issue's three targets for the emulator's model."""
+    checks = [
+        {"name": "a tuning job with the default settings, cold (create to SUCCEEDED)", "baseline": "",
+         "measured": f"{first_job_wall:.1f} s", "ratio": None, "target": "< 60 s", "ok": first_job_wall < 60},
+        {"name": "training answers reproduced exactly by greedy decoding", "baseline": "",
+         "measured": f"{exact}/{examples} = {exact / examples:.1%}", "ratio": None, "target": ">= 90%",
+         "ok": exact / examples >= 0.9},
+        {"name": "validation chrF, tuned endpoint against the base model", "baseline": f"base {chrf['base']:.1f}",
+         "measured": f"tuned {chrf['tuned']:.1f}", "ratio": None, "target": "tuned > base",
+         "ok": chrf["tuned"] > chrf["base"]},
+    ]
+    out = REPO / "bench" / "results" / "training.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "training", "checks": checks}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ BENCHMARKS = (
     ("validate-rate.json", "venv/bin/python bench/bench_validate.py --mode rate --size-mb 300"),
     ("noop.json", "venv/bin/python bench/bench_noop.py --runs 9"),
     ("emulator.json", "venv/bin/python bench/bench_emulator.py"),
+    ("training.json", "venv/bin/python bench/bench_training.py"),
 )
 
 
