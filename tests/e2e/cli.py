@@ -51,7 +51,7 @@ class PulumiProject:
         return json.loads(self.run("stack", "output", "--json").stdout)
 
     def planned(self, *args: str) -> dict[str, int]:
-        """The change counts `pulumi preview --json ARGS` plans (e.g. {"create": 6})."""
+        """The change counts `pulumi preview --json ARGS` plans (e.g. {"create": 7})."""
         return json.loads(self.run("preview", "--json", *args).stdout)["changeSummary"]
 
     def last_changes(self) -> dict[str, int]:

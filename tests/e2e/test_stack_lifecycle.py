@@ -32,7 +32,7 @@ def buckets(endpoint: str) -> list[dict]:
 def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, emulator):
     project = make_project(tmp_path, emulator.url)
 
-    assert project.planned() == {"create": 6}  # stack, component, bucket, 2 datasets, job
+    assert project.planned() == {"create": 7}  # stack, component, bucket, 2 datasets, job, evaluation
     assert jobs(emulator.url) == []
 
     project.run("up", "--yes")
@@ -58,7 +58,7 @@ def test_full_lifecycle_preview_up_noop_change_refresh_destroy(tmp_path, emulato
     lines[0] = lines[0].replace("Spanish:", "Spanish: ")  # one changed example
     train.write_text("\n".join(lines) + "\n")
     project.run("up", "--yes")
-    assert project.last_changes().get("replace") == 2  # the training dataset and the job
+    assert project.last_changes().get("replace") == 3  # the training dataset, the job and its evaluation
     changed = project.outputs()
     assert changed["tuningJobName"] != outputs["tuningJobName"]
     assert changed["trainingDatasetUri"] != outputs["trainingDatasetUri"]
