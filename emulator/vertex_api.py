@@ -22,7 +22,7 @@ from emulator.routing import Route
 from emulator.runner import JobRunner
 from emulator.serving import ModelCache, generate_content
 from emulator.tuning_backend import TuningBackend
-from tuning.vertex import adapter_size_number, from_rest_json, to_rest_json
+from tuning.vertex import AdapterSize, adapter_size_number, from_rest_json, to_rest_json
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
@@ -93,6 +93,9 @@ class VertexApi:
             raise InvalidArgument(f"Invalid TuningJob: {error}") from error
         spec = job.supervised_tuning_spec
         hyper = spec.hyper_parameters
+        if not isinstance(hyper.adapter_size, AdapterSize):  # proto-plus keeps a number that names no member
+            raise InvalidArgument(f"Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: "
+                                  f"{int(hyper.adapter_size)} is not an AdapterSize number")
         violations = create_request_violations(
             location=location, base_model=job.base_model,
             training_dataset_uri=spec.training_dataset_uri or None,
