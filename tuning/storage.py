@@ -94,8 +94,8 @@ class StorageApi:
         """Delete an empty bucket; a missing bucket is fine.
 
         Raises:
-            ApiError: the bucket still holds objects (409 FAILED_PRECONDITION). They are not ours to delete (the stack's own
-                dataset objects are deleted before the bucket), so nothing is lost by surprise.
+            ApiError: the bucket still holds objects (409 FAILED_PRECONDITION). They are not ours to delete (the
+                stack's own dataset objects are deleted before the bucket), so nothing is lost by surprise.
         """
         with self._calling("buckets.delete", f"gs://{name}"):
             try:
