@@ -6,7 +6,7 @@ import pulumi
 
 from resources.component import TranslationTuning
 from resources.embedded import start_embedded_emulator
-from resources.errors import reported_without_traceback, stop_quietly_on_interrupt
+from resources.program_exit import reported_without_traceback, stop_quietly_on_interrupt
 from resources.settings import read_stack_settings
 
 PROJECT_DIR = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ from emulator.faults import FaultInjector
 from emulator.requests import read_json
 from emulator.routing import Route
 from emulator.tuning_backend import TuningBackend, job_resource_name
-from tuning.models import ALL_METRICS
+from tuning.limits import ALL_METRICS
 
 
 class ControlApi:

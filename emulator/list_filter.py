@@ -11,7 +11,7 @@ import re
 from typing import Any, Callable
 
 from emulator.errors import InvalidArgument
-from tuning.models import JobState
+from emulator.job_state import JobState
 
 Predicate = Callable[[dict[str, Any]], bool]
 

@@ -42,7 +42,8 @@ from emulator.errors import InvalidArgument, NotFound
 from emulator.requests import page_size, page_token
 from emulator.routing import Route
 from emulator.tuning_backend import TuningBackend, experiment_context_name
-from tuning.models import ALL_METRICS, JobState
+from emulator.job_state import JobState
+from tuning.limits import ALL_METRICS
 
 API_VERSIONS = ("v1", "v1beta1")
 EXPERIMENT_PREFIX = "tuning-experiment-"

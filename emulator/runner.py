@@ -41,7 +41,7 @@ from emulator.stats import DataStatsAccumulator
 from emulator.trainer import METRIC_PREFIX, PARENT_PID_ENV
 from emulator.tuning_backend import TuningBackend, cancelled_fields, experiment_context_name
 from tuning.dataset import example_pairs, iter_examples, validate_stream
-from tuning.models import JobState
+from emulator.job_state import JobState
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

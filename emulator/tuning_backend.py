@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 from emulator.clock import now_rfc3339
 from emulator.db import Database
 from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
-from tuning.models import ENDED_STATES, JobState
+from emulator.job_state import ENDED_STATES, JobState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuning_jobs (

@@ -9,7 +9,6 @@ from typing import Any
 
 from google.cloud import aiplatform_v1beta1
 from google.protobuf import json_format
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,7 +22,7 @@ from emulator.routing import Route
 from emulator.runner import JobRunner
 from emulator.serving import ModelCache, generate_content
 from emulator.tuning_backend import TuningBackend
-from tuning.models import TuningJob
+from tuning.vertex import AdapterSize, adapter_size_number, from_rest_json, to_rest_json
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
@@ -89,19 +88,22 @@ class VertexApi:
         except json_format.ParseError as error:
             raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
         try:
-            job = TuningJob.model_validate(body)
-        except (ValidationError, ValueError, IndexError) as error:
-            raise InvalidArgument(f"Invalid TuningJob: {_first_error(error)}") from error
+            job = from_rest_json(body)
+        except json_format.ParseError as error:
+            raise InvalidArgument(f"Invalid TuningJob: {error}") from error
         spec = job.supervised_tuning_spec
-        hyper = spec.hyper_parameters if spec else None
+        hyper = spec.hyper_parameters
+        if not isinstance(hyper.adapter_size, AdapterSize):  # proto-plus keeps a number that names no member
+            raise InvalidArgument(f"Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: "
+                                  f"{int(hyper.adapter_size)} is not an AdapterSize number")
         violations = create_request_violations(
             location=location, base_model=job.base_model,
-            training_dataset_uri=spec.training_dataset_uri if spec else None,
-            validation_dataset_uri=spec.validation_dataset_uri if spec else None,
-            adapter_size=hyper.adapter_size.size if hyper and hyper.adapter_size else None,
-            epoch_count=hyper.epoch_count if hyper else None,
-            learning_rate_multiplier=hyper.learning_rate_multiplier if hyper else None,
-            tuned_model_display_name=job.tuned_model_display_name, labels=job.labels)
+            training_dataset_uri=spec.training_dataset_uri or None,
+            validation_dataset_uri=spec.validation_dataset_uri or None,
+            adapter_size=adapter_size_number(hyper.adapter_size),
+            epoch_count=hyper.epoch_count or None,
+            learning_rate_multiplier=hyper.learning_rate_multiplier or None,
+            tuned_model_display_name=job.tuned_model_display_name, labels=dict(job.labels))
         if violations:
             raise InvalidArgument("; ".join(str(violation) for violation in violations))
         for field, uri in (("supervisedTuningSpec.trainingDatasetUri", spec.training_dataset_uri),
@@ -114,7 +116,7 @@ class VertexApi:
             except NotFound as error:
                 raise InvalidArgument(f"{field}: dataset {uri} does not exist or is not readable: "
                                       f"{error.message}") from error
-        inputs = {key: value for key, value in job.to_wire().items() if key not in _OUTPUT_FIELDS}
+        inputs = {key: value for key, value in to_rest_json(job).items() if key not in _OUTPUT_FIELDS}
         created = self.backend.insert_job(project, location, inputs)
         self.runner.submit(created["name"].rsplit("/", 1)[1])
         # Never return `experiment` here: vertexai's sft.train() breaks on it (reference §2.4).
@@ -254,9 +256,3 @@ def _done_operation(version: str, metadata_type: str, response_type: str) -> dic
             "done": True,
             "response": {"@type": f"type.googleapis.com/{response_type}"}}
 
-
-def _first_error(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        first = error.errors()[0]
-        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
-    return str(error)

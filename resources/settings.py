@@ -11,7 +11,8 @@ from pydantic.alias_generators import to_camel
 
 from resources.embedded import EMBEDDED
 from tuning.errors import ConfigError
-from tuning.rules import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS, label_violations
+from tuning.limits import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS
+from tuning.rules import label_violations
 
 PROJECT_NAMESPACE = "translation-tuning"
 

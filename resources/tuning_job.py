@@ -21,15 +21,19 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from resources.provider_process import Cancelled, sleep_unless_cancelled
 from resources.target import TargetedProvider, is_unknown
-from tuning.errors import ApiCallError, ApiError, JobFailedError, TuningError
+from tuning.errors import ApiCallError, ApiError, JobFailedError, NotFoundError, TuningError, WaitTimeoutError
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
 from tuning.progress import ProgressLog, ProportionalBackoff, elapsed_seconds, job_progress
 from tuning.rules import create_request_violations
 
 if TYPE_CHECKING:
+    from google.cloud.aiplatform_v1 import TuningJob as TuningJobMessage
+
     from tuning.api_target import ApiTarget
     from tuning.client import TuningApi
-    from tuning.models import TuningJob as TuningJobMessage
+
+# `google.cloud.aiplatform_v1` (the wire types, through `tuning.vertex`) takes about a second to load: it is imported
+# inside create, read and delete, so that check and diff, which are all a no-op `pulumi preview` runs, never load it.
 
 # Inputs sent to tuningJobs.create: changing any of them needs a new job.
 API_INPUTS = ("baseModel", "trainingDatasetUri", "validationDatasetUri", "tunedModelDisplayName", "description",
@@ -42,6 +46,7 @@ OUTPUTS = ("tuningJobName", "state", "tunedModelName", "tunedModelEndpointName",
            "createTime")
 
 IDEMPOTENCY_LABEL = "pulumi-tuning-key"
+# The form of `GenAiTuningServiceClient.tuning_job_path`, matched here because check runs in preview (see above).
 _JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/tuningJobs/[^/]+$")
 # States (JobState names) of a job that a retried create may adopt: anything that did not end badly.
 _ADOPTABLE = ("JOB_STATE_PENDING", "JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
@@ -91,19 +96,22 @@ def idempotency_label_value(props: dict[str, Any]) -> str:
 
 def job_request(props: dict[str, Any]) -> TuningJobMessage:
     """The tuningJobs.create body for these inputs, with the idempotency label added."""
-    from tuning.models import AdapterSize, SupervisedHyperParameters, SupervisedTuningSpec
-    from tuning.models import TuningJob as TuningJobMessage
+    from google.cloud import aiplatform_v1
 
-    hyper = SupervisedHyperParameters(
-        epoch_count=props.get("epochCount"), learning_rate_multiplier=props.get("learningRateMultiplier"),
-        adapter_size=AdapterSize.from_size(props["adapterSize"]) if props.get("adapterSize") else None)
-    return TuningJobMessage(
+    from tuning.vertex import adapter_size
+
+    # Unset inputs stay unset (proto3 leaves out zero values): the service applies its defaults.
+    hyper = aiplatform_v1.SupervisedHyperParameters(
+        epoch_count=int(props.get("epochCount") or 0),  # struct numbers arrive as floats from the engine
+        learning_rate_multiplier=props.get("learningRateMultiplier") or 0.0,
+        adapter_size=adapter_size(int(props["adapterSize"])) if props.get("adapterSize") else 0)
+    return aiplatform_v1.TuningJob(
         base_model=props["baseModel"],
-        supervised_tuning_spec=SupervisedTuningSpec(training_dataset_uri=props["trainingDatasetUri"],
-                                                    validation_dataset_uri=props.get("validationDatasetUri") or None,
-                                                    hyper_parameters=hyper),
-        tuned_model_display_name=props.get("tunedModelDisplayName") or None,
-        description=props.get("description") or None,
+        supervised_tuning_spec=aiplatform_v1.SupervisedTuningSpec(
+            training_dataset_uri=props["trainingDatasetUri"],
+            validation_dataset_uri=props.get("validationDatasetUri") or "", hyper_parameters=hyper),
+        tuned_model_display_name=props.get("tunedModelDisplayName") or "",
+        description=props.get("description") or "",
         labels={**(props.get("labels") or {}), IDEMPOTENCY_LABEL: idempotency_label_value(props)},
     )
 
@@ -114,6 +122,8 @@ def job_outputs(api: TuningApi, job: TuningJobMessage, previous_metrics: Optiona
     Metrics are best effort: they live in another API (the job's experiment), and failing to read
     them must not fail a create whose job exists, nor every refresh. The last known values stay.
     """
+    from tuning.vertex import state_name, to_rest_json
+
     tuned = job.tuned_model
     try:
         metrics = api.latest_metrics(job)
@@ -122,13 +132,13 @@ def job_outputs(api: TuningApi, job: TuningJobMessage, previous_metrics: Optiona
         metrics = previous_metrics or {}
     return {
         "tuningJobName": job.name,
-        "state": job.state.value if job.state else None,
-        "tunedModelName": tuned.model if tuned and tuned.model else "",
-        "tunedModelEndpointName": tuned.endpoint if tuned and tuned.endpoint else "",
-        "experiment": job.experiment or "",
+        "state": state_name(job),
+        "tunedModelName": tuned.model,
+        "tunedModelEndpointName": tuned.endpoint,
+        "experiment": job.experiment,
         "metrics": metrics,
-        "error": job.error.message if job.error and job.error.message else "",
-        "createTime": job.create_time,
+        "error": job.error.message,
+        "createTime": to_rest_json(job).get("createTime"),  # RFC 3339, as the REST API writes it
     }
 
 
@@ -177,16 +187,17 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
                           stables=list(OUTPUTS) if not replaces else [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        from tuning.models import JobState
-
         api = self.tuning_api()
         if props.get("adoptJobName"):
             job = api.get_tuning_job(props["adoptJobName"])
             if job is None:
-                raise ApiError(404, f"adoptJobName: tuning job {props['adoptJobName']} does not exist")
+                raise NotFoundError("tuning job", props["adoptJobName"],
+                                    f"adoptJobName: tuning job {props['adoptJobName']} does not exist")
         else:
+            from tuning.vertex import JobState
+
             job, created = api.create_or_adopt(job_request(props), IDEMPOTENCY_LABEL, idempotency_label_value(props),
-                                               adoptable={JobState(state) for state in _ADOPTABLE})
+                                               adoptable={JobState[name] for name in _ADOPTABLE})
             if not created:
                 pulumi.log.info(f"adopted tuning job {job.name} left by an interrupted earlier create")
         if props.get("waitForCompletion"):
@@ -194,20 +205,20 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return CreateResult(job.name, {**props, **job_outputs(api, job)})
 
     def _wait(self, api: TuningApi, job: TuningJobMessage, timeout: float) -> TuningJobMessage:
-        from tuning.models import JobState
-
         """Poll until the job ends (or `timeout`), logging its progress; the end is noticed within
         max(2 s, 10% of the job's elapsed time), at most 30 s late on GCP (10 s on the emulator)."""
+        from tuning.vertex import JobState, has_ended
+
         on_emulator = bool(self.target.emulator_endpoint)
         progress_log = ProgressLog(interval=10.0 if on_emulator else 60.0)
 
         def report(current: TuningJobMessage) -> None:
             # The metrics are another API (the experiment on GCP): read them only when a line is due.
-            if not (progress_log.due() or current.has_ended):
+            if not (progress_log.due() or has_ended(current)):
                 return
             try:
                 series = api.metric_series(current)
-            except ApiError:
+            except (ApiCallError, ApiError):
                 series = {}  # progress is informative; the wait goes on without the step and loss
             line = progress_log.line_for(job_progress(current, series), current.name)
             if line:
@@ -216,7 +227,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         schedule = ProportionalBackoff(fraction=0.1, minimum=2.0, maximum=10.0 if on_emulator else 30.0,
                                        already_elapsed=elapsed_seconds(job))
         try:
-            job = poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended, timeout=timeout,
+            job = poll_until(lambda: api.get_tuning_job(job.name) or job, has_ended, timeout=timeout,
                              backoff=schedule, on_poll=report, sleep=sleep_unless_cancelled)
         except Cancelled:
             raise WaitInterrupted(job.name) from None
@@ -229,7 +240,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
             pulumi.log.warn(f"tuning job {job.name} still running after {timeout:.0f}s; not waiting longer")
             return exceeded.last
         if job.state != JobState.JOB_STATE_SUCCEEDED:
-            raise JobFailedError(job.name, job.state.value, job.error.message if job.error else "no error message")
+            raise JobFailedError(job.name, job.state.name, job.error.message or "no error message")
         return job
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -243,32 +254,34 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         return UpdateResult({**olds, **{key: news.get(key) for key in PROVIDER_INPUTS}})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
+        from tuning.vertex import has_ended
+
         api = self.tuning_api()
         job = api.get_tuning_job(id_)
         if job is None:
             return
-        if not job.has_ended:
+        if not has_ended(job):
             if props.get("onDelete") == "abandon":
                 pulumi.log.info(f"onDelete=abandon: leaving tuning job {id_} as it is")
                 return
             job = self._cancel(api, job)
-        if props.get("tunedModelOnDelete") == "delete" and job.tuned_model:
+        if props.get("tunedModelOnDelete") == "delete" and (job.tuned_model.endpoint or job.tuned_model.model):
             delete_tuned_model(self.target, job.tuned_model.endpoint, job.tuned_model.model)
 
     def _cancel(self, api: TuningApi, job: TuningJobMessage) -> TuningJobMessage:
         """Cancel a job and wait for the cancel to land, so that nothing is left running when destroy reports
         success. CANCELLING is accepted after the wait: the service has taken the cancel and only it can finish
         it. Returns the job as last seen (it may have succeeded in the meantime)."""
-        from tuning.models import JobState
+        from tuning.vertex import JobState, has_ended
 
         api.cancel_tuning_job(job.name)
         try:
-            return poll_until(lambda: api.get_tuning_job(job.name) or job, lambda j: j.has_ended,
+            return poll_until(lambda: api.get_tuning_job(job.name) or job, has_ended,
                               timeout=CANCEL_WAIT_SECONDS, backoff=Backoff(initial=0.5, maximum=5.0))
         except DeadlineExceeded as exceeded:
             if exceeded.last.state != JobState.JOB_STATE_CANCELLING:
-                raise ApiError(0, f"tuning job {job.name} is still {exceeded.last.state.value} "
-                                  f"{CANCEL_WAIT_SECONDS}s after it was cancelled") from None
+                raise WaitTimeoutError(f"tuning job {job.name} is still {exceeded.last.state.name} "
+                                       f"{CANCEL_WAIT_SECONDS}s after it was cancelled", CANCEL_WAIT_SECONDS) from None
             pulumi.log.warn(f"tuning job {job.name} is still CANCELLING after {CANCEL_WAIT_SECONDS}s; the service "
                             "finishes the cancel")
             return exceeded.last
@@ -297,17 +310,15 @@ def delete_tuned_model(target: ApiTarget, endpoint: Optional[str], model: Option
                 pulumi.log.info(f"undeployed {deployed_model_id} from {endpoint}")
             api.delete_endpoint(endpoint)
             pulumi.log.info(f"deleted tuned endpoint {endpoint} (tunedModelOnDelete=delete)")
-        except ApiError as error:
-            if error.code != 404:
-                raise
+        except NotFoundError:
+            pass
     if model:
         try:
             # The tuned model has one version (@1): deleting the model deletes it.
             api.delete_model(model.split("@", 1)[0])
             pulumi.log.info(f"deleted tuned model {model} (tunedModelOnDelete=delete)")
-        except ApiError as error:
-            if error.code != 404:
-                raise
+        except NotFoundError:
+            pass
 
 
 def _input_name(field: str) -> str:

@@ -16,7 +16,7 @@ import yaml
 
 from emulator.background import BackgroundEmulator
 from resources.dataset import TuningDatasetProvider
-from resources.errors import ProgramStopped
+from resources.program_exit import ProgramStopped
 from tests.conftest import REPO, stop_background
 from tuning.dataset import estimate_tokens, validate_file
 from tuning.errors import ConfigError, DatasetError, EmulatorError, TuningError

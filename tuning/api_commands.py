@@ -19,17 +19,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuning.errors import ApiError, ConfigError
+from tuning.errors import ConfigError, NotFoundError, TuningError
 
 if TYPE_CHECKING:
+    from google.cloud.aiplatform_v1 import TuningJob
+
     from tuning.client import ApiTarget, TuningApi
-    from tuning.models import TuningJob
 
 # The Google clients load in about a second: each handler imports what it calls, so that
 # `python -m tuning validate` (a pre-commit hook) never pays for them.
 
 EXIT_OK, EXIT_ERROR = 0, 1
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
+# An endpoint or model ID, a model's with an optional `@version`.
+_ID = r"[A-Za-z0-9_-]+(@[A-Za-z0-9_-]+)?"
 
 
 def add_api_commands(commands: argparse._SubParsersAction) -> None:
@@ -95,18 +98,25 @@ def _target(args: argparse.Namespace) -> "ApiTarget":
 
 
 def _resource_name(args: argparse.Namespace, collection: str, value: str) -> str:
-    """`value` as a full resource name: an ID is completed with the target's project and location.
+    """`value` as a full resource name of `collection` (`endpoints` or `models`): an ID is completed with the
+    target's project and location by the official client's path helper.
 
     A full name must be in the target's location: Vertex AI serves each region on its own host.
     """
-    if re.fullmatch(r"[A-Za-z0-9_-]+(@[A-Za-z0-9_-]+)?", value):
-        return f"{_target(args).parent}/{collection}/{value}"
-    found = re.fullmatch(rf"projects/[^/]+/locations/([^/]+)/{collection}/[^/@]+(@[A-Za-z0-9_-]+)?", value)
-    if found is None:
+    from google.cloud.aiplatform_v1 import EndpointServiceClient, ModelServiceClient
+
+    make, parse = {"endpoints": (EndpointServiceClient.endpoint_path, EndpointServiceClient.parse_endpoint_path),
+                   "models": (ModelServiceClient.model_path, ModelServiceClient.parse_model_path)}[collection]
+    if re.fullmatch(_ID, value):
+        target = _target(args)
+        return make(target.project, target.location, value)
+    found = parse(value)
+    # The helpers' patterns let a part hold '/': each part is one path segment, the last one an ID.
+    if not found or any("/" in part for part in found.values()) or not re.fullmatch(_ID, list(found.values())[-1]):
         raise ConfigError(collection.rstrip("s").upper(),
                           f"expected projects/P/locations/L/{collection}/ID or an ID, got {value!r}")
-    if found.group(1) != args.location:
-        raise ConfigError("--location", f"{value} is in {found.group(1)}; pass --location {found.group(1)}")
+    if found["location"] != args.location:
+        raise ConfigError("--location", f"{value} is in {found['location']}; pass --location {found['location']}")
     return value
 
 
@@ -114,7 +124,7 @@ def _reporting_errors(run):
     def handler(args: argparse.Namespace) -> int:
         try:
             return run(args)
-        except (ApiError, ConfigError) as error:
+        except TuningError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_ERROR
     return handler
@@ -125,18 +135,19 @@ def _list_jobs(args: argparse.Namespace) -> int:
     from tuning.client import TuningApi
 
     for job in TuningApi(_target(args)).list_tuning_jobs(filter=args.filter):
-        print(f"{job.name}\t{job.state.value if job.state else ''}\t{job.tuned_model_display_name or ''}")
+        print(f"{job.name}\t{job.state.name if job.state else ''}\t{job.tuned_model_display_name}")
     return EXIT_OK
 
 
 @_reporting_errors
 def _get_job(args: argparse.Namespace) -> int:
     from tuning.client import TuningApi
+    from tuning.vertex import to_rest_json
 
     job = TuningApi(_target(args)).get_tuning_job(args.name)
     if job is None:
-        raise ApiError(404, f"tuning job {args.name} not found")
-    print(json.dumps(job.to_wire(), indent=2))
+        raise NotFoundError("tuning job", args.name)
+    print(json.dumps(to_rest_json(job), indent=2))
     return EXIT_OK
 
 
@@ -145,7 +156,8 @@ def _cancel_job(args: argparse.Namespace) -> int:
     from tuning.client import TuningApi
 
     if not TuningApi(_target(args)).cancel_tuning_job(args.name):
-        raise ApiError(400, f"tuning job {args.name} is gone or has already ended")
+        print(f"error: tuning job {args.name} is gone or has already ended", file=sys.stderr)
+        return EXIT_ERROR
     print(f"cancel requested: {args.name}")
     return EXIT_OK
 
@@ -157,7 +169,7 @@ def _job_metrics(args: argparse.Namespace) -> int:
     api = TuningApi(_target(args))
     job = api.get_tuning_job(args.name)
     if job is None:
-        raise ApiError(404, f"tuning job {args.name} not found")
+        raise NotFoundError("tuning job", args.name)
     if args.follow:
         try:
             job = follow_job(api, job)
@@ -169,11 +181,11 @@ def _job_metrics(args: argparse.Namespace) -> int:
         from tuning.curves import render_curves
 
         path = render_curves(api.metric_series(job), Path(args.png),
-                             title=f"{job.name} ({job.state.value if job.state else 'no state'})")
+                             title=f"{job.name} ({job.state.name if job.state else 'no state'})")
         print(f"curves: {path}", file=sys.stderr)
-    if args.follow and (job.state is None or job.state.value != "JOB_STATE_SUCCEEDED"):
-        message = job.error.message if job.error and job.error.message else "no error message"
-        print(f"error: tuning job {job.name} ended {job.state.value}: {message}", file=sys.stderr)
+    if args.follow and job.state.name != "JOB_STATE_SUCCEEDED":
+        print(f"error: tuning job {job.name} ended {job.state.name}: {job.error.message or 'no error message'}",
+              file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -185,6 +197,7 @@ def follow_job(api: "TuningApi", job: "TuningJob") -> "TuningJob":
 
     from tuning.polling import poll_until
     from tuning.progress import LOSS_METRIC, ProportionalBackoff, elapsed_seconds, job_progress, total_steps
+    from tuning.vertex import has_ended
 
     bar = tqdm(total=total_steps(job), unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
 
@@ -199,7 +212,7 @@ def follow_job(api: "TuningApi", job: "TuningJob") -> "TuningJob":
     schedule = ProportionalBackoff(minimum=2.0, maximum=10.0 if api.target.emulator_endpoint else 30.0,
                                    already_elapsed=elapsed_seconds(job))
     try:
-        return poll_until(lambda: api.get_tuning_job(job.name) or job, lambda current: current.has_ended,
+        return poll_until(lambda: api.get_tuning_job(job.name) or job, has_ended,
                           timeout=float("inf"), backoff=schedule, on_poll=draw)
     finally:
         bar.close()

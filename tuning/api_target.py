@@ -34,7 +34,7 @@ class ApiTarget:
         """A generated aiplatform_v1 client for this target over REST.
 
         REST, because the gRPC transport always uses TLS and cannot reach a plain-http emulator; the
-        REST transport keeps an explicit http:// scheme (reference §2.3). The emulator gets anonymous
+        REST transport keeps an explicit http:// scheme of `api_endpoint`. The emulator gets anonymous
         credentials, since there is no ADC offline; Vertex AI gets `credentials` or ADC.
 
         Raises:

@@ -1,6 +1,9 @@
 """Thin adapter over the official google-cloud-aiplatform v1 clients (REST transport) for tuning jobs.
 
-The provider and the CLI call these methods; nothing else in the project builds Vertex AI URLs.
+The provider and the CLI call these methods; nothing else in the project builds Vertex AI URLs. Jobs go in and come
+out as the official `aiplatform_v1.TuningJob`. The clients load in about a second, so they are imported on first
+use (`_aiplatform`): the provider's check and diff, which `pulumi preview` runs, import this module but never
+call it.
 
 Retries (this module holds the policy that `storage`, `prediction` and `models_api` use too): 408, 429, 5xx and
 connection errors are retried with jittered exponential backoff by `google.api_core.retry.Retry`, for at most
@@ -28,15 +31,15 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.protobuf import json_format
 
 from tuning.api_target import ApiTarget  # noqa: F401 - re-exported: callers build targets from tuning.client
-from tuning.errors import ApiCallError, ConfigError, TuningError
-from tuning.models import ALL_METRICS, EVAL_METRICS, TRAIN_METRICS, JobState, TuningJob
+from tuning.errors import ApiCallError, ApiError, ConfigError, TuningError, rpc_status_of_http
+from tuning.limits import ALL_METRICS
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1
+    from google.cloud.aiplatform_v1 import JobState, TuningJob
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,24 @@ def http_status(error: BaseException) -> Optional[int]:
         return error.code
     status = getattr(getattr(error, "response", None), "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def rpc_status(error: BaseException) -> str:
+    """The google.rpc status name of an API's error answer: the `error.status` of Google's envelope, else the one
+    of the exception's class, else the one of its HTTP status (`UNKNOWN` without one)."""
+    try:
+        status = getattr(error, "response", None).json()["error"]["status"]
+    except Exception:  # noqa: BLE001 - no response, not JSON, not Google's envelope: fall back below
+        status = None
+    if not isinstance(status, str) or not status:
+        grpc_code = getattr(error, "grpc_status_code", None)
+        status = grpc_code.name if grpc_code is not None else rpc_status_of_http(http_status(error) or 0)
+    return status
+
+
+def answered(error: BaseException, message: str) -> ApiError:
+    """The `ApiError` of an API's error answer, explained by `message`."""
+    return ApiError(http_status(error) or 0, rpc_status(error), message)
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -305,19 +326,15 @@ class TuningApi:
             return self._create_once(job)
 
     def _create_once(self, job: TuningJob) -> TuningJob:
-        proto = json_format.ParseDict(job.to_wire(), _aiplatform().TuningJob.pb(_aiplatform().TuningJob()),
-                                      ignore_unknown_fields=True)
-        created = self._client.create_tuning_job(parent=self.target.parent,
-                                                 tuning_job=_aiplatform().TuningJob.wrap(proto),
-                                                 retry=None, timeout=self.retry_policy.attempt_timeout)
-        return _to_model(created)
+        return self._client.create_tuning_job(parent=self.target.parent, tuning_job=job, retry=None,
+                                              timeout=self.retry_policy.attempt_timeout)
 
     def get_tuning_job(self, name: str) -> Optional[TuningJob]:
         """tuningJobs.get (retried: a read); None when the job does not exist (404)."""
         with self._calling("tuningJobs.get", name):
             try:
-                return _to_model(self._client.get_tuning_job(name=name, retry=self.retry_policy.retry(),
-                                                             timeout=self.retry_policy.attempt_timeout))
+                return self._client.get_tuning_job(name=name, retry=self.retry_policy.retry(),
+                                                   timeout=self.retry_policy.attempt_timeout)
             except gexc.NotFound:
                 return None
 
@@ -328,9 +345,8 @@ class TuningApi:
 
     def _list(self, filter: str, page_size: int, retry: Optional[gretry.Retry]) -> Iterator[TuningJob]:
         request = _aiplatform().ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
-        for job in self._client.list_tuning_jobs(request=request, retry=retry,
-                                                 timeout=self.retry_policy.attempt_timeout):
-            yield _to_model(job)
+        yield from self._client.list_tuning_jobs(request=request, retry=retry,
+                                                 timeout=self.retry_policy.attempt_timeout)
 
     def find_by_label(self, key: str, value: str, states: Optional[Collection[JobState]] = None) -> Optional[TuningJob]:
         """The newest job carrying label key=value (and in one of `states`, when given), if any."""
@@ -342,7 +358,7 @@ class TuningApi:
         for job in self._list(f'labels.{key}="{value}"', 100, retry):
             # Checked here too: the label filter of tuningJobs.list is not documented, and adopting (and
             # later cancelling) a job that is not ours would be far worse than a second list call.
-            if (job.labels or {}).get(key) == value and (states is None or job.state in states):
+            if job.labels.get(key) == value and (states is None or job.state in states):
                 return job
         return None
 
@@ -438,8 +454,10 @@ class TuningApi:
             return {}
         from google.cloud import aiplatform  # heavy import; only real GCP stacks need it
 
+        from tuning.vertex import experiment_id
+
         with self._sdk_targeting():
-            frame = aiplatform.Experiment(job.experiment.rsplit("/", 1)[-1]).get_data_frame()
+            frame = aiplatform.Experiment(experiment_id(job)).get_data_frame()
         if frame.empty:
             return {}
         row = frame.iloc[0]
@@ -476,10 +494,11 @@ class TuningApi:
     def _experiment_series(self, job: TuningJob) -> dict[str, list[tuple[int, float]]]:
         from google.cloud import aiplatform  # heavy import; only real GCP stacks need it
 
+        from tuning.vertex import experiment_id
+
         series: dict[str, list[tuple[int, float]]] = {}
         with self._sdk_targeting():
-            experiment = job.experiment.rsplit("/", 1)[-1]
-            for run in aiplatform.ExperimentRun.list(experiment=experiment):
+            for run in aiplatform.ExperimentRun.list(experiment=experiment_id(job)):
                 frame = run.get_time_series_data_frame()
                 for name in (column for column in frame.columns if column not in ("step", "wall_time")):
                     points = frame[["step", name]].dropna()
@@ -523,7 +542,3 @@ def _metric_value(name: str, value: Any) -> float | int:
     """Counts (`*_num_predictions`) as ints, losses and accuracies as floats."""
     return int(value) if name.endswith("_num_predictions") else float(value)
 
-
-def _to_model(proto_job: Any) -> TuningJob:
-    wire = json_format.MessageToDict(_aiplatform().TuningJob.pb(proto_job))
-    return TuningJob.model_validate(wire)

@@ -21,8 +21,8 @@ from google.api_core import retry as gretry
 from google.auth.credentials import Credentials
 from google.cloud import aiplatform_v1
 
-from tuning.client import ApiTarget, RetryPolicy, calling
-from tuning.errors import ApiError
+from tuning.client import ApiTarget, RetryPolicy, answered, calling, rpc_status
+from tuning.errors import NotFoundError, WaitTimeoutError
 
 # Undeploying a model from a real endpoint takes minutes (the serving nodes are drained and released).
 OPERATION_TIMEOUT = 1800.0
@@ -61,9 +61,10 @@ def undeploy_plan(deployed_model_ids: Iterable[str], traffic_split: Mapping[str,
 class ModelsApi:
     """endpoints.get/undeployModel/delete and models.get/delete, against Vertex AI or the emulator.
 
-    Errors are `ApiError`: 404 "<kind> NAME not found"; a resource still in use (FAILED_PRECONDITION) is 400
-    saying what to clean up first; an operation that did not finish in time is 504. Retries that kept failing,
-    an unreachable service, a denied permission or quota are `ApiCallError`, naming the call.
+    A missing resource is `NotFoundError` ("<kind> NAME not found"); a resource still in use is the API's
+    `ApiError` (400 FAILED_PRECONDITION) saying what to clean up first; an operation that did not finish in time
+    is `WaitTimeoutError`. Retries that kept failing, an unreachable service, a denied permission or quota are
+    `ApiCallError`, naming the call.
     """
 
     def __init__(self, target: ApiTarget, *, credentials: Optional[Credentials] = None,
@@ -76,7 +77,7 @@ class ModelsApi:
     @contextmanager
     def _call(self, method: str, kind: str, name: str,
               still_deployed: Optional[Callable[[], str]] = None) -> Iterator[_Attempts]:
-        """One retried call (and the wait for its operation); what it raises leaves as `ApiError`."""
+        """One retried call (and the wait for its operation); what it raises leaves as one of our errors."""
         retried: list[BaseException] = []
         attempts = _Attempts(self.retry_policy.retry(on_error=retried.append), self.retry_policy.attempt_timeout)
         with calling(method, name, self.target, self.retry_policy):
@@ -85,15 +86,16 @@ class ModelsApi:
             except gexc.NotFound as error:
                 if retried and method != "endpoints.get":
                     return  # an earlier attempt was served and its answer lost: the retry finds the work done
-                raise ApiError(404, f"{kind} {name} not found") from error
+                raise NotFoundError(kind, name) from error
             except gexc.GoogleAPICallError as error:
-                if still_deployed is not None and _is_failed_precondition(error):
-                    raise ApiError(400, still_deployed()) from error
+                # FAILED_PRECONDITION: gRPC raises its own class; REST maps every 400 to BadRequest (the envelope says).
+                if still_deployed is not None and rpc_status(error) == "FAILED_PRECONDITION":
+                    raise answered(error, still_deployed()) from error
                 raise
             except concurrent.futures.TimeoutError as error:
-                raise ApiError(504, f"{kind} {name}: the operation did not finish within {OPERATION_TIMEOUT:.0f}s; "
-                                    "it may still be running (check the console), run the command again later") \
-                    from error
+                raise WaitTimeoutError(f"{kind} {name}: the operation did not finish within {OPERATION_TIMEOUT:.0f}s; "
+                                       "it may still be running (check the console), run the command again later",
+                                       OPERATION_TIMEOUT) from error
 
     # -- endpoints ---------------------------------------------------------------------------------
 
@@ -157,13 +159,3 @@ class _Attempts:
     retry: gretry.Retry
     timeout: float
 
-
-def _is_failed_precondition(error: gexc.GoogleAPICallError) -> bool:
-    """FAILED_PRECONDITION: gRPC raises its own class; REST maps every 400 to BadRequest, so read the envelope."""
-    if isinstance(error, gexc.FailedPrecondition):
-        return True
-    response = getattr(error, "response", None)
-    try:
-        return response.json()["error"]["status"] == "FAILED_PRECONDITION"
-    except (AttributeError, ValueError, KeyError, TypeError):
-        return False

@@ -13,7 +13,7 @@ from google.auth.credentials import Credentials
 from google.cloud import aiplatform_v1
 
 from tuning.client import ApiTarget, RetryPolicy, calling
-from tuning.errors import ApiError
+from tuning.errors import EmptyAnswerError
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class PredictionApi:
         Raises:
             ApiCallError: the service rejected the request (bad endpoint name, missing endpoint, ...), or the call
                 kept failing until the retry deadline.
-            ApiError: the endpoint answered no candidate.
+            EmptyAnswerError: the endpoint answered no candidate.
         """
         request = aiplatform_v1.GenerateContentRequest(
             model=endpoint,
@@ -55,7 +55,7 @@ class PredictionApi:
             response = self._client.generate_content(request=request, retry=self.retry_policy.retry(),
                                                      timeout=self.retry_policy.attempt_timeout)
         if not response.candidates:
-            raise ApiError(0, f"{endpoint} returned no candidate")
+            raise EmptyAnswerError(f"{endpoint} returned no candidate")
         candidate = response.candidates[0]
         return Reply(text="".join(part.text for part in candidate.content.parts),
                      finish_reason=candidate.finish_reason.name,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Sequence
 
-if TYPE_CHECKING:  # the provider imports this module for every check: no pydantic models at import time
-    from tuning.models import TuningJob
+if TYPE_CHECKING:  # the provider imports this module for every check: no client types at import time
+    from google.cloud.aiplatform_v1 import TuningJob
 
 # (step, value) points of one metric, in step order.
 Series = Sequence[tuple[int, float]]
@@ -53,31 +53,24 @@ def job_progress(job: TuningJob, series: Mapping[str, Series], *, now: Optional[
     """The progress of `job` given its metric series (`TuningApi.metric_series`)."""
     loss = series.get(LOSS_METRIC) or ()
     steps = [points[-1][0] for name, points in series.items() if name.startswith("train_") and points]
-    return JobProgress(state=(job.state.value if job.state else "UNKNOWN").removeprefix("JOB_STATE_"),
+    return JobProgress(state=(job.state.name if job.state else "UNKNOWN").removeprefix("JOB_STATE_"),
                        step=max(steps) if steps else None, total_steps=total_steps(job),
                        loss=loss[-1][1] if loss else None, elapsed_seconds=elapsed_seconds(job, now=now))
 
 
 def total_steps(job: TuningJob) -> Optional[int]:
-    """`tuningDataStats.supervisedTuningDataStats.tuningStepCount` (int64: a string on the wire), when known."""
-    stats = (job.tuning_data_stats or {}).get("supervisedTuningDataStats") or {}
-    count = stats.get("tuningStepCount")
-    return int(count) if count not in (None, "", "0", 0) else None
+    """`tuningDataStats.supervisedTuningDataStats.tuningStepCount`, when known."""
+    return job.tuning_data_stats.supervised_tuning_data_stats.tuning_step_count or None
 
 
 def elapsed_seconds(job: TuningJob, *, now: Optional[datetime] = None) -> float:
     """Seconds from the job's creation to its end, or to `now` while it runs (0 when the service said neither)."""
-    created = _timestamp(job.create_time)
-    if created is None:
+    from tuning.vertex import has_ended  # loads aiplatform_v1: only a wait gets here, never a preview
+
+    if job.create_time is None:
         return 0.0
-    end = _timestamp(job.end_time) if job.has_ended else None
-    return max(0.0, ((end or now or datetime.now(timezone.utc)) - created).total_seconds())
-
-
-def _timestamp(text: Optional[str]) -> Optional[datetime]:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    end = job.end_time if has_ended(job) else None
+    return max(0.0, ((end or now or datetime.now(timezone.utc)) - job.create_time).total_seconds())
 
 
 def format_duration(seconds: float) -> str:

@@ -6,12 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-# What translation tuning supports. Defined here, not in `tuning.models`, so that the provider's check imports no
-# pydantic (a no-op `pulumi preview` runs it); `tuning.models` re-exports them.
-SUPPORTED_BASE_MODELS = ("translation-llm-002",)
-SUPPORTED_REGIONS = ("us-central1",)
-# translation-llm-002 accepts adapter size 4 only (about page of the seed docs).
-SUPPORTED_ADAPTER_SIZES = (4,)
+from tuning.limits import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS
 
 # `\Z`, not `$`: `$` also matches before a trailing newline, which let "team\n" pass as a label value.
 _GS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,61}[a-z0-9])/(?P<object>.+)\Z")

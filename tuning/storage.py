@@ -94,8 +94,8 @@ class StorageApi:
         """Delete an empty bucket; a missing bucket is fine.
 
         Raises:
-            ApiError: the bucket still holds objects. They are not ours to delete (the stack's own
-                dataset objects are deleted before the bucket), so nothing is lost by surprise.
+            ApiError: the bucket still holds objects (409 FAILED_PRECONDITION). They are not ours to delete (the
+                stack's own dataset objects are deleted before the bucket), so nothing is lost by surprise.
         """
         with self._calling("buckets.delete", f"gs://{name}"):
             try:
@@ -108,8 +108,10 @@ class StorageApi:
         with self._calling("objects.list", f"gs://{name}"):
             left = [blob.name for blob in self._client.list_blobs(name, max_results=5, retry=self._retry,
                                                                   timeout=self._timeout)]
-        raise ApiError(409, f"bucket {name} is not empty ({', '.join(left)}, ...): it holds objects this stack "
-                            "did not upload; move or delete them, then run destroy again") from conflict
+        # Cloud Storage's JSON API answers 409 and names no google.rpc status: not being empty is a failed precondition.
+        raise ApiError(409, "FAILED_PRECONDITION",
+                       f"bucket {name} is not empty ({', '.join(left)}, ...): it holds objects this stack did not "
+                       "upload; move or delete them, then run destroy again") from conflict
 
     def set_bucket_labels(self, name: str, labels: dict[str, str]) -> None:
         with self._calling("buckets.patch", f"gs://{name}"):

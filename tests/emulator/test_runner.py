@@ -33,7 +33,7 @@ from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, control, upload
 from tests.emulator.helpers import wait_for, wait_until_ended, wait_until_state
 from tuning import dataset as dataset_module
 from tuning.dataset import example_pairs, iter_examples
-from tuning.models import JobState
+from emulator.job_state import JobState
 
 TINY = TrainingSettings(d_model=16, n_layers=1, n_heads=2, max_len=64, batch_size=2, steps=4, eval_every=2)
 BUCKET = "datasets"

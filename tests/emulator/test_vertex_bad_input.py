@@ -31,7 +31,7 @@ def assert_error(response: requests.Response, code: int, status: str, *fragments
      'field named "hyperParameter"'),
     ({**VALID, "validationDatasetURI": "gs://datasets/v.jsonl"}, 'no field named "validationDatasetURI"'),
     ({**VALID, "supervisedTuningSpec": {**VALID["supervisedTuningSpec"], "hyperParameters": {"adapterSize": -5}}},
-     "adapterSize: Value error, -5 is not a AdapterSize number"),
+     "adapterSize: -5 is not an AdapterSize number"),
     ({**VALID, "supervisedTuningSpec": {**VALID["supervisedTuningSpec"], "hyperParameters": {"adapterSize": {}}}},
      "adapterSize"),
 ], ids=["misspelled-nested-field", "misspelled-field", "enum-out-of-range", "enum-of-wrong-type"])

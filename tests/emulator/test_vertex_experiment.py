@@ -21,7 +21,7 @@ from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, SAMPLE_VALIDATION, c
 from tests.emulator.helpers import wait_for, wait_until_ended, wait_until_state
 from tests.emulator.test_vertex_sdk import refreshed, sdk_pointed_at
 from tuning.client import ApiTarget, TuningApi
-from tuning.models import ALL_METRICS, TRAIN_METRICS
+from tuning.limits import ALL_METRICS, TRAIN_METRICS
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated as of June 24, 2025.*:UserWarning")
 

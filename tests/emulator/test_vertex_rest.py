@@ -19,7 +19,7 @@ from tests.conftest import (
     upload,
 )
 from tests.emulator.helpers import wait_for, wait_until_ended, wait_until_state
-from tuning.models import ALL_METRICS
+from tuning.limits import ALL_METRICS
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 

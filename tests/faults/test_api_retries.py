@@ -13,6 +13,8 @@ import threading
 import time
 
 import requests
+from google.cloud import aiplatform_v1
+from google.cloud.aiplatform_v1 import JobState, TuningJob
 
 from emulator.server import serve_in_thread
 from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, emulator_settings
@@ -20,7 +22,6 @@ from tests.emulator.helpers import wait_until_ended
 from tests.faults.helpers import (BUCKET, BUCKETS, CANCEL, ENDPOINT, GENERATE, JOB, JOBS, METADATA, MODEL, OBJECT,
                                   TENSORBOARD, UNDEPLOY, UPLOAD, add_fault, big_file, not_fully_injected)
 from tuning.client import RETRY_DEADLINE_ENV, ApiTarget, TuningApi
-from tuning.models import JobState, SupervisedTuningSpec, TuningJob
 from tuning.models_api import ModelsApi
 from tuning.prediction import PredictionApi
 from tuning.storage import CHUNK_BYTES, StorageApi
@@ -35,7 +36,7 @@ def jobs(url: str) -> list[dict]:
 
 def job_request(train_uri: str, value: str = "faults") -> TuningJob:
     return TuningJob(base_model="translation-llm-002", tuned_model_display_name="faults", labels={LABEL: value},
-                     supervised_tuning_spec=SupervisedTuningSpec(training_dataset_uri=train_uri))
+                     supervised_tuning_spec=aiplatform_v1.SupervisedTuningSpec(training_dataset_uri=train_uri))
 
 
 def create(api: TuningApi, train_uri: str) -> tuple[TuningJob, bool]:

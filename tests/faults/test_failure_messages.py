@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from google.cloud import aiplatform_v1
 
 from tests.conftest import LOCATION, PROJECT, REPO, SAMPLE_TRAIN
 from tests.faults.conftest import GIVE_UP_DEADLINE
@@ -25,7 +26,6 @@ from tests.faults.helpers import BUCKET, ENDPOINT, GENERATE, JOB, JOBS, UPLOAD, 
 from tuning.__main__ import main
 from tuning.client import RETRY_DEADLINE_ENV, ApiTarget, TuningApi
 from tuning.errors import ApiCallError
-from tuning.models import SupervisedTuningSpec, TuningJob
 from tuning.prediction import PredictionApi
 from tuning.storage import StorageApi
 
@@ -166,8 +166,9 @@ def test_no_credentials_at_all_says_how_to_sign_in(tmp_path, monkeypatch):
 
 def test_a_rejected_request_carries_the_service_message(emulator):
     add_fault(emulator.url, JOBS, "POST", 400)
-    request = TuningJob(base_model="translation-llm-002",
-                        supervised_tuning_spec=SupervisedTuningSpec(training_dataset_uri="gs://b/t.jsonl"))
+    request = aiplatform_v1.TuningJob(
+        base_model="translation-llm-002",
+        supervised_tuning_spec=aiplatform_v1.SupervisedTuningSpec(training_dataset_uri="gs://b/t.jsonl"))
 
     error, _ = failure(lambda: TuningApi(ApiTarget(PROJECT, LOCATION, emulator.url)).create_tuning_job(request))
 

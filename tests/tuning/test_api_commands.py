@@ -63,7 +63,7 @@ def test_get_of_a_missing_job_exits_1_naming_it(emulator):
     name = f"projects/{PROJECT}/locations/{LOCATION}/tuningJobs/42"
     status, out, err = run("jobs", "get", name, *target(emulator))
     assert (status, out) == (1, "")
-    assert err == f"error: 404: tuning job {name} not found\n"
+    assert err == f"error: tuning job {name} not found\n"
 
 
 def test_cancel_of_an_ended_job_exits_1(emulator, succeeded_job):
@@ -140,9 +140,9 @@ def test_models_delete_of_a_deployed_model_exits_1_saying_to_undeploy_first(emul
     status, out, err = run("models", "delete", model, *target(emulator))
 
     assert (status, out) == (1, "")
-    assert err == (f"error: 400: model {model} is still deployed to {endpoint}; undeploy it first (python -m tuning "
-                   f"endpoints undeploy {endpoint}) or delete the endpoint (python -m tuning endpoints delete "
-                   f"{endpoint})\n")
+    assert err == (f"error: 400 FAILED_PRECONDITION: model {model} is still deployed to {endpoint}; undeploy it "
+                   f"first (python -m tuning endpoints undeploy {endpoint}) or delete the endpoint (python -m tuning "
+                   f"endpoints delete {endpoint})\n")
     assert status_code(emulator, model) == 200
 
 
@@ -161,7 +161,7 @@ def test_endpoints_delete_of_a_missing_endpoint_exits_1_naming_it(emulator):
 
     status, out, err = run("endpoints", "delete", endpoint, *target(emulator))
 
-    assert (status, out, err) == (1, "", f"error: 404: endpoint {endpoint} not found\n")
+    assert (status, out, err) == (1, "", f"error: endpoint {endpoint} not found\n")
 
 
 def test_endpoints_undeploy_of_a_missing_endpoint_exits_1_naming_it(emulator):
@@ -169,7 +169,7 @@ def test_endpoints_undeploy_of_a_missing_endpoint_exits_1_naming_it(emulator):
 
     status, _, err = run("endpoints", "undeploy", endpoint, *target(emulator))
 
-    assert (status, err) == (1, f"error: 404: endpoint {endpoint} not found\n")
+    assert (status, err) == (1, f"error: endpoint {endpoint} not found\n")
 
 
 def test_models_delete_of_a_missing_model_exits_1_naming_it(emulator):
@@ -177,7 +177,7 @@ def test_models_delete_of_a_missing_model_exits_1_naming_it(emulator):
 
     status, out, err = run("models", "delete", model, *target(emulator))
 
-    assert (status, out, err) == (1, "", f"error: 404: model {model} not found\n")
+    assert (status, out, err) == (1, "", f"error: model {model} not found\n")
 
 
 def test_a_malformed_endpoint_name_is_a_clear_error(emulator):

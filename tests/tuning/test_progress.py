@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from itertools import islice
 
-from tuning.models import TuningJob
+from tuning.vertex import from_rest_json
 from tuning.progress import JobProgress, ProgressLog, ProportionalBackoff, format_duration, job_progress
 
 
@@ -17,11 +17,13 @@ class FakeClock:
         return self.now
 
 
-def running_job(**fields) -> TuningJob:
-    return TuningJob.model_validate({
+def running_job(**fields):
+    """A job as the service writes it (REST JSON), with `fields` changed; a None field is left out."""
+    body = {
         "name": "projects/p/locations/us-central1/tuningJobs/1", "state": "JOB_STATE_RUNNING",
         "createTime": "2026-11-30T10:00:00Z",
-        "tuningDataStats": {"supervisedTuningDataStats": {"tuningStepCount": "300"}}, **fields})
+        "tuningDataStats": {"supervisedTuningDataStats": {"tuningStepCount": "300"}}, **fields}
+    return from_rest_json({key: value for key, value in body.items() if value is not None})
 
 
 def test_job_progress_takes_the_latest_training_step_and_loss():

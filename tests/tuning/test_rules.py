@@ -1,10 +1,9 @@
-"""Create-request rules for translation-llm-002 and the wire models' parsing of every client's forms."""
+"""Create-request rules for translation-llm-002."""
 
 from __future__ import annotations
 
 import pytest
 
-from tuning.models import AdapterSize, JobState, TuningJob
 from tuning.rules import create_request_violations, label_violations, parse_gs_uri
 
 VALID = dict(location="us-central1", base_model="translation-llm-002", training_dataset_uri="gs://bucket/t.jsonl")
@@ -45,24 +44,3 @@ def test_parse_gs_uri_splits_bucket_and_object():
     with pytest.raises(ValueError, match="expected gs://BUCKET/OBJECT"):
         parse_gs_uri("s3://bucket/a")
 
-
-def test_tuning_job_accepts_camel_and_snake_case_ints_and_enum_numbers():
-    camel = TuningJob.model_validate({"baseModel": "m", "supervisedTuningSpec": {
-        "trainingDatasetUri": "gs://b/t", "hyperParameters": {"epochCount": "3", "adapterSize": 2}}})
-    snake = TuningJob.model_validate({"base_model": "m", "supervised_tuning_spec": {
-        "training_dataset_uri": "gs://b/t", "hyper_parameters": {"epoch_count": 3,
-                                                                 "adapter_size": "ADAPTER_SIZE_FOUR"}}})
-    assert camel == snake
-    assert camel.supervised_tuning_spec.hyper_parameters.adapter_size is AdapterSize.ADAPTER_SIZE_FOUR
-    assert camel.to_wire()["supervisedTuningSpec"]["hyperParameters"] == {"epochCount": 3,
-                                                                          "adapterSize": "ADAPTER_SIZE_FOUR"}
-
-
-def test_job_state_parses_names_numbers_and_short_names():
-    assert JobState.parse(4) is JobState.parse("JOB_STATE_SUCCEEDED") is JobState.parse("succeeded")
-    assert JobState.JOB_STATE_CANCELLED.number == 7
-
-
-def test_expired_counts_as_ended_unlike_the_vertexai_sdk():
-    assert TuningJob(state="JOB_STATE_EXPIRED").has_ended
-    assert not TuningJob(state="JOB_STATE_CANCELLING").has_ended
