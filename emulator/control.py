@@ -9,9 +9,9 @@ from starlette.responses import JSONResponse
 
 from emulator.faults import FaultInjector
 from emulator.requests import read_json
-from emulator.routing import Route
-from emulator.tuning_backend import TuningBackend, job_resource_name
-from tuning.models import ALL_METRICS
+from emulator.jobs import METRICS, job_resource_name
+from emulator.routes import ApiRoute, route
+from emulator.tuning_backend import TuningBackend
 
 
 class ControlApi:
@@ -22,20 +22,20 @@ class ControlApi:
         self.faults = faults
         self._reset = reset
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         jobs = "/_emulator/v1/projects/{project}/locations/{location}/tuningJobs"
         return [
-            Route("GET", "/_emulator/health", self.health),
-            Route("POST", "/_emulator/reset", self.reset),
-            Route("GET", "/_emulator/faults", self.list_faults),
-            Route("POST", "/_emulator/faults", self.add_fault),
-            Route("DELETE", "/_emulator/faults", self.clear_faults),
-            Route("GET", "/_emulator/v1/tuningJobs", self.all_jobs),
-            Route("GET", jobs + "/{job}/metrics", self.job_metrics),
+            route("GET", "/_emulator/health", self.health),
+            route("POST", "/_emulator/reset", self.reset),
+            route("GET", "/_emulator/faults", self.list_faults),
+            route("POST", "/_emulator/faults", self.add_fault),
+            route("DELETE", "/_emulator/faults", self.clear_faults),
+            route("GET", "/_emulator/v1/tuningJobs", self.all_jobs),
+            route("GET", jobs + "/{job}/metrics", self.job_metrics),
         ]
 
     async def health(self, request: Request) -> JSONResponse:
-        self.backend.db.query_one("SELECT 1")
+        self.backend.check_health()
         return JSONResponse({"status": "ok"})
 
     async def reset(self, request: Request) -> JSONResponse:
@@ -66,6 +66,6 @@ class ControlApi:
         self.backend.job(project, location, job)
         series = self.backend.metric_series(job)
         latest = {name: points[-1]["value"] for name, points in series.items() if points}
-        ordered = {name: series[name] for name in ALL_METRICS if name in series}
+        ordered = {name: series[name] for name in METRICS if name in series}
         return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,
                              "latest": latest})

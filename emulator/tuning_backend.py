@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from dataclasses import dataclass, replace
@@ -10,8 +9,8 @@ from typing import Any, Iterable, Optional
 
 from emulator.clock import now_rfc3339
 from emulator.db import Database
-from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
-from tuning.models import ENDED_STATES, JobState
+from emulator.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound
+from emulator.jobs import ENDED_STATES, JobState, job_error, job_resource_name, state_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuning_jobs (
@@ -59,14 +58,6 @@ _TUNED_MODELS = ("SELECT m.*, l.undeploy_time, l.endpoint_delete_time, l.model_d
                  "LEFT JOIN tuned_model_lifecycle l ON l.id = m.id")
 
 
-def job_resource_name(project: str, location: str, job_id: str) -> str:
-    return f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
-
-
-def experiment_context_name(project: str, location: str, job_id: str) -> str:
-    return f"projects/{project}/locations/{location}/metadataStores/default/contexts/tuning-experiment-{job_id}"
-
-
 def _new_numeric_id() -> str:
     # Production ids are 19-digit numbers; keep the shape so names look and sort like the real ones.
     return str(10**18 + secrets.randbelow(9 * 10**18))
@@ -107,12 +98,16 @@ class TuningBackend:
         self.db = db
         db.ensure_schema(SCHEMA)
 
+    def check_health(self) -> None:
+        """Raises if the database cannot answer."""
+        self.db.query_one("SELECT 1")
+
     # --- jobs -------------------------------------------------------------------------------------
 
     def insert_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
         job_id = _new_numeric_id()
         now = now_rfc3339()
-        body = {**body, "name": job_resource_name(project, location, job_id), "state": JobState.JOB_STATE_PENDING.value,
+        body = {**body, "name": job_resource_name(project, location, job_id), "state": JobState.JOB_STATE_PENDING.name,
                 "createTime": now, "updateTime": now}
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO tuning_jobs (id, project, location, state, body) VALUES (?, ?, ?, ?, ?)",
@@ -144,29 +139,31 @@ class TuningBackend:
             if row is None:
                 raise NotFound(f"TuningJob {job_id} not found.")
             body = json.loads(row["body"])
-            if only_if_state_in is not None and JobState(body["state"]) not in set(only_if_state_in):
+            if only_if_state_in is not None and state_of(body) not in set(only_if_state_in):
                 return None
             _write_job(conn, job_id, body, fields)
         return body
 
-    def list_jobs(self, project: str, location: str, *, page_size: int, page_token: str,
-                  matches) -> tuple[list[dict[str, Any]], str]:
-        """Newest first, like the service. `matches(body)` is the parsed list filter."""
-        before_seq = _decode_page_token(page_token)
+    def list_jobs(self, project: str, location: str, *, page_size: int, after: Optional[int],
+                  matches) -> tuple[list[dict[str, Any]], Optional[int]]:
+        """Newest first, like the service: the jobs listed after the one numbered `after` (its `seq`) that
+        `matches(body)`, at most `page_size`; and the last one's number when more remain."""
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or not 0 < after < 2**62):
+            raise InvalidArgument(f"Invalid page token for seq {after!r}.")
         page: list[dict[str, Any]] = []
         last_seq = None
         rows = self.db.connection().execute(
             "SELECT seq, body FROM tuning_jobs WHERE project = ? AND location = ? AND seq < ? ORDER BY seq DESC",
-            (project, location, before_seq))
+            (project, location, after or 2**62))
         for row in rows:
             body = json.loads(row["body"])
             if not matches(body):
                 continue
             if len(page) == page_size:
-                return page, _encode_page_token(last_seq)
+                return page, last_seq
             page.append(body)
             last_seq = row["seq"]
-        return page, ""
+        return page, None
 
     def all_jobs(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` jobs of every project and location."""
@@ -174,7 +171,7 @@ class TuningBackend:
         return [json.loads(row["body"]) for row in rows]
 
     def jobs_in_states(self, states: Iterable[JobState]) -> list[dict[str, Any]]:
-        names = [state.value for state in states]
+        names = [state.name for state in states]
         rows = self.db.query(f"SELECT body FROM tuning_jobs WHERE state IN ({','.join('?' * len(names))}) ORDER BY seq",
                              tuple(names))
         return [json.loads(row["body"]) for row in rows]
@@ -182,9 +179,9 @@ class TuningBackend:
     def request_cancel(self, project: str, location: str, job_id: str) -> dict[str, Any]:
         """PENDING/QUEUED → CANCELLED at once; RUNNING → CANCELLING (the runner finishes it); ended → 400."""
         job = self.job(project, location, job_id)
-        state = JobState(job["state"])
+        state = state_of(job)
         if state in ENDED_STATES:
-            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {state.value}.")
+            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {state.name}.")
         cancelled = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED},
                                     **cancelled_fields())
         if cancelled is not None:
@@ -211,20 +208,13 @@ class TuningBackend:
             if row is None:
                 raise NotFound(f"TuningJob {job_id} not found.")
             body = json.loads(row["body"])
-            current = JobState(body["state"])
+            current = state_of(body)
             if current == JobState.JOB_STATE_CANCELLING:
                 changes = cancelled_fields()
             elif current in (JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PENDING):
                 changes = {**fields, "state": state, "endTime": now_rfc3339()}
                 if tuned_model is not None and state == JobState.JOB_STATE_SUCCEEDED:
-                    display_name, model_dir = tuned_model
-                    record = TunedModelRecord(id=_new_numeric_id(), project=row["project"], location=row["location"],
-                                              job_id=job_id, endpoint_id=_new_numeric_id(),
-                                              display_name=display_name, model_dir=model_dir,
-                                              create_time=now_rfc3339())
-                    conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
-                                 (record.id, record.project, record.location, job_id, record.endpoint_id,
-                                  display_name, model_dir, record.create_time))
+                    record = _insert_tuned_model(conn, row["project"], row["location"], job_id, *tuned_model)
                     changes["tunedModel"] = {"model": record.model_name, "endpoint": record.endpoint_name}
             else:
                 return None
@@ -261,14 +251,8 @@ class TuningBackend:
 
     def insert_tuned_model(self, project: str, location: str, job_id: str, display_name: str,
                            model_dir: str) -> TunedModelRecord:
-        record = TunedModelRecord(id=_new_numeric_id(), project=project, location=location, job_id=job_id,
-                                  endpoint_id=_new_numeric_id(), display_name=display_name, model_dir=model_dir,
-                                  create_time=now_rfc3339())
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
-                         (record.id, project, location, job_id, record.endpoint_id, display_name, model_dir,
-                          record.create_time))
-        return record
+            return _insert_tuned_model(conn, project, location, job_id, display_name, model_dir)
 
     def tuned_model(self, project: str, location: str, model_id: str) -> TunedModelRecord:
         """The tuned model `model_id`, which may name its one version (`@1`, `@default`); NotFound once deleted."""
@@ -349,6 +333,17 @@ class TuningBackend:
             conn.execute("DELETE FROM operations")
 
 
+def _insert_tuned_model(conn: Any, project: str, location: str, job_id: str, display_name: str,
+                        model_dir: str) -> TunedModelRecord:
+    record = TunedModelRecord(id=_new_numeric_id(), project=project, location=location, job_id=job_id,
+                              endpoint_id=_new_numeric_id(), display_name=display_name, model_dir=model_dir,
+                              create_time=now_rfc3339())
+    conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
+                 (record.id, project, location, job_id, record.endpoint_id, display_name, model_dir,
+                  record.create_time))
+    return record
+
+
 def _live_model(conn: Any, project: str, location: str, model_id: str) -> TunedModelRecord:
     """A model not deleted; `model_id` may name its one version (`@1`) or its alias (`@default`)."""
     base, _, version = model_id.partition("@")
@@ -381,28 +376,12 @@ def _write_job(conn: Any, job_id: str, body: dict[str, Any], fields: dict[str, A
         if value is None:
             body.pop(key, None)
         else:
-            body[key] = value.value if isinstance(value, JobState) else value
+            body[key] = value.name if isinstance(value, JobState) else value
     body["updateTime"] = now_rfc3339()
     conn.execute("UPDATE tuning_jobs SET body = ?, state = ? WHERE id = ?", (json.dumps(body), body["state"], job_id))
 
 
 def cancelled_fields() -> dict[str, Any]:
-    """The fields of a job that ends CANCELLED (error code 1, per the cancel RPC's documentation)."""
+    """The fields of a job that ends CANCELLED (error code CANCELLED, per the cancel RPC's documentation)."""
     return {"state": JobState.JOB_STATE_CANCELLED, "endTime": now_rfc3339(),
-            "error": {"code": 1, "message": "CANCELLED: the tuning job was cancelled by the user."}}
-
-
-def _encode_page_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"before": seq}).encode()).decode()
-
-
-def _decode_page_token(token: str) -> int:
-    if not token:
-        return 2**62
-    try:
-        before = json.loads(base64.urlsafe_b64decode(token.encode()))["before"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidArgument(f"Invalid page token {token!r}.") from error
-    if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**62:
-        raise InvalidArgument(f"Invalid page token {token!r}.")
-    return before
+            "error": job_error(Cancelled("the tuning job was cancelled by the user."))}

@@ -9,7 +9,6 @@ from typing import Any
 
 from google.cloud import aiplatform_v1beta1
 from google.protobuf import json_format
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,13 +16,13 @@ from starlette.responses import JSONResponse
 from emulator.clock import now_rfc3339
 from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
 from emulator.gcs import ObjectStore
-from emulator.list_filter import parse_filter
-from emulator.requests import page_size, page_token, read_json
-from emulator.routing import Route
-from emulator.runner import JobRunner
-from emulator.serving import ModelCache, generate_content
+from emulator.job_filter import parse_job_filter
+from emulator.paging import after_key, page_size, with_next_page
+from emulator.requests import read_json
+from emulator.routes import ApiRoute, route
+from emulator.job_runner import JobRunner
+from emulator.prediction import ModelCache, generate_content
 from emulator.tuning_backend import TuningBackend
-from tuning.models import TuningJob
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
@@ -33,6 +32,8 @@ OPERATION_PREFIXES = (*API_VERSIONS, "ui")
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+AdapterSize = aiplatform_v1beta1.SupervisedHyperParameters.AdapterSize
+_ADAPTER_SIZES = {"ONE": 1, "TWO": 2, "FOUR": 4, "EIGHT": 8, "SIXTEEN": 16, "THIRTY_TWO": 32}
 _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "experiment",
                   "tunedModel", "tuningDataStats")
 
@@ -48,32 +49,32 @@ class VertexApi:
         self.models = models
         self.max_json_bytes = max_json_bytes
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         table = []
         for v in API_VERSIONS:
             p = f"/{v}/projects/{{project}}/locations/{{location}}"
             table += [
-                Route("POST", f"{p}/tuningJobs", self.create_tuning_job),
-                Route("GET", f"{p}/tuningJobs", self.list_tuning_jobs),
-                Route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
-                Route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
-                Route("GET", f"{p}/models/{{model}}", self.get_model),
-                Route("DELETE", f"{p}/models/{{model}}", self.delete_model),
-                Route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
-                Route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
-                Route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
-                Route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
-                Route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
+                route("POST", f"{p}/tuningJobs", self.create_tuning_job),
+                route("GET", f"{p}/tuningJobs", self.list_tuning_jobs),
+                route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
+                route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
+                route("GET", f"{p}/models/{{model}}", self.get_model),
+                route("DELETE", f"{p}/models/{{model}}", self.delete_model),
+                route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
+                route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
+                route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
+                route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
+                route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
                       self.generate_content_base),
             ]
-            table.append(Route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
+            table.append(route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
                                self.generate_content_base))
         for prefix in OPERATION_PREFIXES:
             p = f"/{prefix}/projects/{{project}}/locations/{{location}}"
             for resource in ("endpoints/{endpoint}", "models/{model}"):
                 table += [
-                    Route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
-                    Route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
+                    route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
+                    route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
                 ]
         return table
 
@@ -84,24 +85,19 @@ class VertexApi:
                                   "digits and hyphens, starting with a letter) or a project number.")
         # The official proto parser is the judge of the body, as on the service: unknown or misspelled
         # fields and out-of-range enum values are rejected, not silently dropped. v1beta1 is the superset.
-        try:
-            json_format.ParseDict(body, aiplatform_v1beta1.TuningJob.pb(aiplatform_v1beta1.TuningJob()))
-        except json_format.ParseError as error:
-            raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
-        try:
-            job = TuningJob.model_validate(body)
-        except (ValidationError, ValueError, IndexError) as error:
-            raise InvalidArgument(f"Invalid TuningJob: {_first_error(error)}") from error
-        spec = job.supervised_tuning_spec
-        hyper = spec.hyper_parameters if spec else None
+        job = _parse_body(body, aiplatform_v1beta1.TuningJob)
+        spec, hyper = job.supervised_tuning_spec, job.supervised_tuning_spec.hyper_parameters
+        if hyper.adapter_size not in AdapterSize._value2member_map_:  # proto3 enums are open: numbers parse
+            raise InvalidArgument("Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: Value error, "
+                                  f"{hyper.adapter_size} is not a AdapterSize number")
+        adapter = AdapterSize(hyper.adapter_size).name.removeprefix("ADAPTER_SIZE_")
         violations = create_request_violations(
-            location=location, base_model=job.base_model,
-            training_dataset_uri=spec.training_dataset_uri if spec else None,
-            validation_dataset_uri=spec.validation_dataset_uri if spec else None,
-            adapter_size=hyper.adapter_size.size if hyper and hyper.adapter_size else None,
-            epoch_count=hyper.epoch_count if hyper else None,
-            learning_rate_multiplier=hyper.learning_rate_multiplier if hyper else None,
-            tuned_model_display_name=job.tuned_model_display_name, labels=job.labels)
+            location=location, base_model=job.base_model or None,
+            training_dataset_uri=spec.training_dataset_uri or None,
+            validation_dataset_uri=spec.validation_dataset_uri or None,
+            adapter_size=_ADAPTER_SIZES.get(adapter), epoch_count=hyper.epoch_count or None,
+            learning_rate_multiplier=hyper.learning_rate_multiplier or None,
+            tuned_model_display_name=job.tuned_model_display_name or None, labels=dict(job.labels))
         if violations:
             raise InvalidArgument("; ".join(str(violation) for violation in violations))
         for field, uri in (("supervisedTuningSpec.trainingDatasetUri", spec.training_dataset_uri),
@@ -114,24 +110,21 @@ class VertexApi:
             except NotFound as error:
                 raise InvalidArgument(f"{field}: dataset {uri} does not exist or is not readable: "
                                       f"{error.message}") from error
-        inputs = {key: value for key, value in job.to_wire().items() if key not in _OUTPUT_FIELDS}
+        inputs = {key: value for key, value in json_format.MessageToDict(job).items() if key not in _OUTPUT_FIELDS}
         created = self.backend.insert_job(project, location, inputs)
         self.runner.submit(created["name"].rsplit("/", 1)[1])
-        # Never return `experiment` here: vertexai's sft.train() breaks on it (reference §2.4).
+        # Never return `experiment` here: vertexai's sft.train() fails on a create response that carries it.
         return JSONResponse(created)
 
     async def get_tuning_job(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         return JSONResponse(self.backend.job(project, location, job))
 
     async def list_tuning_jobs(self, request: Request, project: str, location: str) -> JSONResponse:
-        jobs, token = self.backend.list_jobs(project, location,
-                                             page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-                                             page_token=page_token(request),
-                                             matches=parse_filter(request.query_params.get("filter", "")))
-        body: dict[str, Any] = {"tuningJobs": jobs}
-        if token:
-            body["nextPageToken"] = token
-        return JSONResponse(body)
+        jobs, last = self.backend.list_jobs(project, location,
+                                            page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+                                            after=after_key(request),
+                                            matches=parse_job_filter(request.query_params.get("filter", "")))
+        return JSONResponse(with_next_page({"tuningJobs": jobs}, last))
 
     async def cancel_tuning_job(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         await read_json(request, self.max_json_bytes)
@@ -253,10 +246,3 @@ def _done_operation(version: str, metadata_type: str, response_type: str) -> dic
                          "genericMetadata": {"createTime": now, "updateTime": now}},
             "done": True,
             "response": {"@type": f"type.googleapis.com/{response_type}"}}
-
-
-def _first_error(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        first = error.errors()[0]
-        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
-    return str(error)
