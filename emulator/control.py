@@ -60,7 +60,7 @@ class ControlApi:
     async def job_metrics(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         """`{tuningJob, series: {metric: [{step, value, time}]}, latest: {metric: value}}`.
 
-        Metric names are the seed documentation's (`/train_total_loss`, ...); `latest` holds the
+        Metric names are Vertex AI's (`/train_total_loss`, ...); `latest` holds the
         value at the highest step of each metric that has been computed so far.
         """
         self.backend.job(project, location, job)

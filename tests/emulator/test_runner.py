@@ -141,7 +141,7 @@ def test_cancel_during_validation_of_a_dataset_broken_on_its_last_line_ends_canc
         harness.cancel(job_id)  # the user cancels while the runner reads the data
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "validate_stream", cancel_then_validate)
+    monkeypatch.setattr(training_data, "validate_stream", cancel_then_validate)
 
     harness.runner.run(job_id)
 
@@ -252,7 +252,7 @@ def test_served_cancel_while_a_broken_dataset_is_read_ends_cancelled(emulator, t
             requests.post(f"{emulator.url}/v1/{job['name']}:cancel", json={}, timeout=30).raise_for_status()
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "validate_stream", cancel_then_validate)
+    monkeypatch.setattr(training_data, "validate_stream", cancel_then_validate)
     created = requests.post(f"{emulator.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs", timeout=30,
                             json={"baseModel": "translation-llm-002",
                                   "supervisedTuningSpec": {"trainingDatasetUri": uri}}).json()
