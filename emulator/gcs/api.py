@@ -85,10 +85,6 @@ def _object_name_from(request: Request, param: str) -> str:
     return param.replace("%3F", "?").replace("%23", "#").replace("%5C", "\\")
 
 
-def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(payload, status_code=status, headers=headers)
-
-
 class GcsApi:
     """Handlers of the bucket, object and upload routes, served from one ObjectStore."""
 
@@ -125,7 +121,7 @@ class GcsApi:
         body = await read_json(request, _MAX_METADATA_BYTES)
         project = request.query_params.get("project") or self.store.project
         row = self.store.create_bucket(project, body)
-        return _json(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def list_buckets(self, request: Request) -> Response:
         project = request.query_params.get("project") or self.store.project
@@ -135,17 +131,17 @@ class GcsApi:
         payload: dict[str, Any] = {"kind": "storage#buckets"}
         if rows:
             payload["items"] = [self.store.bucket_resource(row, base) for row in rows]
-        return _json(with_next_page(payload, last))
+        return JSONResponse(with_next_page(payload, last))
 
     async def get_bucket(self, request: Request, bucket: str) -> Response:
         row = self.store.bucket_row(bucket)
         self.store.check_bucket_conditions(row, _preconditions(request), read=True)
-        return _json(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def patch_bucket(self, request: Request, bucket: str) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.patch_bucket(bucket, body, request.method == "PUT", _preconditions(request))
-        return _json(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def delete_bucket(self, request: Request, bucket: str) -> Response:
         self.store.delete_bucket(bucket, _preconditions(request))
@@ -165,7 +161,7 @@ class GcsApi:
         name = _object_name_from(request, object)
         if request.query_params.get("alt") == "media":
             return await self._media(request, bucket, name)
-        return _json(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
+        return JSONResponse(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
 
     async def download_object(self, request: Request, bucket: str, object: str) -> Response:
         alt = request.query_params.get("alt", "media")
@@ -247,7 +243,7 @@ class GcsApi:
             payload["prefixes"] = prefixes
         if items:
             payload["items"] = items
-        return _json(with_next_page(payload, last if more else None))
+        return JSONResponse(with_next_page(payload, last if more else None))
 
     async def delete_object(self, request: Request, bucket: str, object: str) -> Response:
         self.store.delete_object(bucket, _object_name_from(request, object), _int_param(request, "generation"),
@@ -259,7 +255,7 @@ class GcsApi:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.patch_object(bucket, name, body, request.method == "PUT", _int_param(request, "generation"),
                                       _preconditions(request))
-        return _json(self.store.object_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
 
     # -- uploads ----------------------------------------------------------------------------------------------
 
@@ -325,7 +321,7 @@ class GcsApi:
             else:
                 raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
             row = self.store.commit(new, temp, size, md5_b64, crc_b64)
-            return _json(self.store.object_resource(row, self._base_of(request)))
+            return JSONResponse(self.store.object_resource(row, self._base_of(request)))
         except GoogleApiError:
             await body.drain()
             raise
@@ -416,7 +412,7 @@ class GcsApi:
         row = self.store.live_object_row(upload.bucket, upload.name)
         if row is None or row["generation"] != upload.result_generation:
             raise NotFound(f"The object uploaded by session {upload.upload_id} no longer exists.")
-        return _json(self.store.object_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
 
     async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: Body) -> Response:
         upload = self.store.load_upload(upload_id, bucket)
@@ -510,7 +506,7 @@ class GcsApi:
             self.store.drop_upload(upload.upload_id)   # a failed finalisation ends the session, as in GCS
             raise
         self.store.finish_upload(upload.upload_id, row["generation"])
-        return _json(self.store.object_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
 
     async def cancel_upload(self, request: Request, bucket: str) -> Response:
         upload_id = request.query_params.get("upload_id")
