@@ -17,11 +17,12 @@ from emulator.faults import FaultInjector, FaultMiddleware
 from emulator.gcs import ObjectStore, gcs_routes
 from emulator.guard import RequestGuard
 from emulator.job_runner import JobRunner
+from emulator.job_store import JobStore
 from emulator.metadata_api import MetadataApi
 from emulator.prediction import ModelCache
 from emulator.routes import api_app, route
 from emulator.settings import EmulatorSettings
-from emulator.tuning_backend import TuningBackend
+from emulator.tuned_models import TunedModels
 from emulator.vertex_api import VertexApi
 
 CONSOLE_PAGE = Path(__file__).with_name("console.html")
@@ -34,7 +35,8 @@ class EmulatorState:
     settings: EmulatorSettings
     db: Database
     store: ObjectStore
-    backend: TuningBackend
+    jobs: JobStore
+    tuned_models: TunedModels
     runner: JobRunner
     faults: FaultInjector
     models: ModelCache
@@ -42,7 +44,8 @@ class EmulatorState:
     def reset(self) -> None:
         """Forget every job, model, bucket and object, and their files (the runner keeps serving)."""
         self.faults.clear()
-        self.backend.reset()
+        self.jobs.reset()
+        self.tuned_models.reset()
         self.runner.reset()  # after the rows are gone: the worker then drops its job instead of training it
         self.models.clear()
         self.store.reset()
@@ -54,13 +57,14 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     data_dir = settings.data_dir.resolve()
     db = Database(data_dir / "state.sqlite3")
     store = ObjectStore(db, data_dir / "objects", settings.max_upload_bytes)
-    backend = TuningBackend(db)
-    runner = JobRunner(backend, store, settings.training, data_dir / "jobs")
+    jobs = JobStore(db)
+    tuned_models = TunedModels(db)
+    runner = JobRunner(jobs, store, settings.training, data_dir / "jobs")
     faults = FaultInjector()
     models = ModelCache()
-    state = EmulatorState(settings, db, store, backend, runner, faults, models)
+    state = EmulatorState(settings, db, store, jobs, tuned_models, runner, faults, models)
 
-    vertex = VertexApi(backend, store, runner, models, settings.max_json_bytes)
+    vertex = VertexApi(jobs, tuned_models, store, runner, models, settings.max_json_bytes)
 
     async def console(request: Request) -> Response:
         return FileResponse(CONSOLE_PAGE, media_type="text/html")
@@ -73,10 +77,11 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         finally:
             runner.stop()
 
-    routes = [route("GET", "/", console), *ControlApi(backend, faults, state.reset).routes(),
-              *MetadataApi(backend).routes(), *vertex.routes(), *gcs_routes(store)]
+    routes = [route("GET", "/", console), *ControlApi(jobs, faults, state.reset).routes(),
+              *MetadataApi(jobs).routes(), *vertex.routes(), *gcs_routes(store)]
     # The guard first: a refused request reaches nothing, not even a fault.
-    app = api_app(routes, [Middleware(RequestGuard, bind_host=settings.host), Middleware(FaultMiddleware, faults=faults)],
+    app = api_app(routes, [Middleware(RequestGuard, bind_host=settings.host),
+                           Middleware(FaultMiddleware, faults=faults)],
                   lifespan=lifespan)
     app.state.emulator = state
     return app

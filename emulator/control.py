@@ -8,17 +8,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulator.faults import FaultInjector
-from emulator.requests import read_json
+from emulator.job_store import JobStore
 from emulator.jobs import METRICS, job_resource_name
+from emulator.requests import read_json
 from emulator.routes import ApiRoute, route
-from emulator.tuning_backend import TuningBackend
 
 
 class ControlApi:
     """Routes for tests, the console and the provider's metrics; never part of the Google surface."""
 
-    def __init__(self, backend: TuningBackend, faults: FaultInjector, reset: Callable[[], None]) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore, faults: FaultInjector, reset: Callable[[], None]) -> None:
+        self.jobs = jobs
         self.faults = faults
         self._reset = reset
 
@@ -35,7 +35,7 @@ class ControlApi:
         ]
 
     async def health(self, request: Request) -> JSONResponse:
-        self.backend.check_health()
+        self.jobs.check_health()
         return JSONResponse({"status": "ok"})
 
     async def reset(self, request: Request) -> JSONResponse:
@@ -55,7 +55,7 @@ class ControlApi:
 
     async def all_jobs(self, request: Request) -> JSONResponse:
         """Every job of every project, newest first (the console's table)."""
-        return JSONResponse({"tuningJobs": self.backend.all_jobs(limit=500)})
+        return JSONResponse({"tuningJobs": self.jobs.all_jobs(limit=500)})
 
     async def job_metrics(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         """`{tuningJob, series: {metric: [{step, value, time}]}, latest: {metric: value}}`.
@@ -63,8 +63,8 @@ class ControlApi:
         Metric names are Vertex AI's (`/train_total_loss`, ...); `latest` holds the
         value at the highest step of each metric that has been computed so far.
         """
-        self.backend.job(project, location, job)
-        series = self.backend.metric_series(job)
+        self.jobs.job(project, location, job)
+        series = self.jobs.metric_series(job)
         latest = {name: points[-1]["value"] for name, points in series.items() if points}
         ordered = {name: series[name] for name in METRICS if name in series}
         return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,

@@ -125,7 +125,8 @@ async def google_error(request: Request, error: Exception) -> Response:
 async def internal_error(request: Request, error: Exception) -> Response:
     """A bug or an input nobody foresaw: answered like Google, never as a bare 500 page."""
     log.error("%s %s failed", request.method, request.url.path, exc_info=error)
-    return Internal(f"Internal error serving {request.method} {request.url.path}; see the emulator's log.").to_response()
+    message = f"Internal error serving {request.method} {request.url.path}; see the emulator's log."
+    return Internal(message).to_response()
 
 
 EXCEPTION_HANDLERS = {GoogleApiError: google_error, Exception: internal_error}

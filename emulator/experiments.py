@@ -30,8 +30,8 @@ from functools import cached_property
 from typing import Any, Callable, Iterator
 
 from emulator.errors import NotFound
+from emulator.job_store import JobStore
 from emulator.jobs import METRICS, JobState, experiment_context_name, job_id_of, state_of
-from emulator.tuning_backend import TuningBackend
 
 EXPERIMENT_PREFIX = "tuning-experiment-"
 RUN_NAME = "run"  # ExperimentRun name; its context id is `{experiment}-run`
@@ -82,7 +82,7 @@ class JobExperiment:
 
     @cached_property
     def series(self) -> dict[str, list[dict[str, Any]]]:
-        """`TuningBackend.metric_series` of the job: {metric: [{step, value, time}, ...]} in step order."""
+        """`JobStore.metric_series` of the job: {metric: [{step, value, time}, ...]} in step order."""
         return self.load_series()
 
     @property
@@ -202,15 +202,15 @@ def _downsample(points: list[Any], limit: int) -> list[Any]:
 
 
 class TuningExperiments:
-    """Resolves experiment resources from the tuning backend: a job's experiment exists once `experiment` is set."""
+    """Resolves experiment resources from the tuning jobs: a job's experiment exists once `experiment` is set."""
 
-    def __init__(self, backend: TuningBackend) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore) -> None:
+        self.jobs = jobs
 
     def for_job(self, project: str, location: str, job_id: str, *, what: str) -> JobExperiment:
         """The job's experiment; NotFound(`what` not found) when the job or its experiment does not exist."""
         try:
-            job = self.backend.job(project, location, job_id) if job_id else None
+            job = self.jobs.job(project, location, job_id) if job_id else None
         except NotFound:
             job = None
         if job is None or job.get("experiment") != experiment_context_name(project, location, job_id):
@@ -221,7 +221,7 @@ class TuningExperiments:
         """Every job of the project and location that has an experiment, newest first."""
         after = None
         while True:
-            jobs, after = self.backend.list_jobs(project, location, page_size=200, after=after,
+            jobs, after = self.jobs.list_jobs(project, location, page_size=200, after=after,
                                                  matches=lambda job: bool(job.get("experiment")))
             for job in jobs:
                 job_id = job_id_of(job)
@@ -231,4 +231,4 @@ class TuningExperiments:
                 return
 
     def _experiment(self, project: str, location: str, job_id: str, job: dict[str, Any]) -> JobExperiment:
-        return JobExperiment(project, location, job_id, job, lambda: self.backend.metric_series(job_id))
+        return JobExperiment(project, location, job_id, job, lambda: self.jobs.metric_series(job_id))

@@ -5,7 +5,7 @@ child process (`emulator.trainer_process`) so the API stays responsive and a can
 PENDING or RUNNING by a previous process are restarted from scratch on start-up; training is
 deterministic, so the restarted run produces the same metrics and model.
 
-The job's last transition (`TuningBackend.end_job`) is atomic with respect to a cancel: a job that was asked
+The job's last transition (`JobStore.end_job`) is atomic with respect to a cancel: a job that was asked
 to cancel ends CANCELLED whatever its run reached, and never gets a tuned model.
 """
 
@@ -29,11 +29,11 @@ from typing import Any, Iterable, Optional
 from emulator.clock import now_rfc3339
 from emulator.errors import DeadlineExceeded, Internal, NotFound
 from emulator.gcs import ObjectStore
+from emulator.job_store import JobStore, cancelled_fields
 from emulator.jobs import JobState, experiment_context_name, job_error, job_id_of
 from emulator.settings import TrainingSettings
 from emulator.trainer_process import METRIC_PREFIX, PARENT_PID_ENV
 from emulator.training_data import JobFailed, prepare_training_run
-from emulator.tuning_backend import TuningBackend, cancelled_fields
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +59,8 @@ def training_time_limit(settings: TrainingSettings, total_steps: int) -> float:
 class JobRunner:
     """A single worker thread that takes job ids from a queue and drives each to an end state."""
 
-    def __init__(self, backend: TuningBackend, store: ObjectStore, training: TrainingSettings, work_dir: Path) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore, store: ObjectStore, training: TrainingSettings, work_dir: Path) -> None:
+        self.jobs = jobs
         self.store = store
         self.training = training
         self.work_dir = work_dir
@@ -88,7 +88,7 @@ class JobRunner:
     def reset(self) -> None:
         """Forget every job's files: stop the trainer child, then empty the work dir (the worker keeps serving).
 
-        Call it after the job rows are gone (`TuningBackend.reset`): the worker then sees its job vanish and
+        Call it after the job rows are gone (`JobStore.reset`): the worker then sees its job vanish and
         moves on instead of starting another trainer for it.
         """
         child = self._child
@@ -103,14 +103,14 @@ class JobRunner:
                     entry.unlink(missing_ok=True)
 
     def _recover(self) -> None:
-        for job in self.backend.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
-            self.backend.update_job(job_id_of(job), **cancelled_fields())
-        for job in self.backend.jobs_in_states({JobState.JOB_STATE_RUNNING}):
+        for job in self.jobs.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
+            self.jobs.update_job(job_id_of(job), **cancelled_fields())
+        for job in self.jobs.jobs_in_states({JobState.JOB_STATE_RUNNING}):
             job_id = job_id_of(job)
-            self.backend.clear_metrics(job_id)
-            self.backend.update_job(job_id, state=JobState.JOB_STATE_PENDING, startTime=None, experiment=None)
+            self.jobs.clear_metrics(job_id)
+            self.jobs.update_job(job_id, state=JobState.JOB_STATE_PENDING, startTime=None, experiment=None)
             log.warning("tuning job %s was running when the emulator stopped; restarting it", job_id)
-        for job in self.backend.jobs_in_states({JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED}):
+        for job in self.jobs.jobs_in_states({JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED}):
             self._queue.put(job_id_of(job))
 
     def _work(self) -> None:
@@ -123,7 +123,7 @@ class JobRunner:
             except NotFound:
                 # A reset forgot the job mid-run; the worker must survive it (the runner keeps serving).
                 log.info("tuning job %s was deleted while it ran", job_id)
-                self._quietly(self.backend.clear_metrics, job_id)
+                self._quietly(self.jobs.clear_metrics, job_id)
                 # Its trainer has exited (`train` waits for it), so nothing writes there any more.
                 shutil.rmtree(self.work_dir / job_id, ignore_errors=True)
             except Exception as error:  # a bug here must not kill the worker or leave the job RUNNING
@@ -149,9 +149,9 @@ class JobRunner:
 
     def run(self, job_id: str) -> None:
         """Drive one job from PENDING to its end (what the worker thread does with each submitted job)."""
-        job = self.backend.job_by_id(job_id)
+        job = self.jobs.job_by_id(job_id)
         project, location = _project_location(job)
-        started = self.backend.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING},
+        started = self.jobs.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING},
                                           state=JobState.JOB_STATE_RUNNING, startTime=now_rfc3339(),
                                           experiment=experiment_context_name(project, location, job_id))
         if started is None:
@@ -159,7 +159,7 @@ class JobRunner:
         run_dir = self._new_run_dir(job_id)
         try:
             total_steps, stats = prepare_training_run(job, self.store, self.training, run_dir)
-            self.backend.update_job(job_id, tuningDataStats=stats)
+            self.jobs.update_job(job_id, tuningDataStats=stats)
             if self._stopping.is_set():
                 return
             if self._cancel_requested(job_id):  # cancelled while the data was read: start no trainer
@@ -271,7 +271,7 @@ class JobRunner:
                     log.warning("tuning job %s: dropped non-finite metrics at step %d: %s", job_id, step,
                                 sorted(set(metrics) - set(finite)))
                 if finite:
-                    self.backend.add_metric_point(job_id, step, finite)
+                    self.jobs.add_metric_point(job_id, step, finite)
             except Exception:  # noqa: BLE001 - keep draining the pipe
                 failures += 1
                 if failures <= _LOGGED_METRIC_ERRORS:
@@ -289,13 +289,13 @@ class JobRunner:
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:
-            return self.backend.job_by_id(job_id)["state"] == JobState.JOB_STATE_CANCELLING.name
+            return self.jobs.job_by_id(job_id)["state"] == JobState.JOB_STATE_CANCELLING.name
         except NotFound:
             return True  # deleted by a reset: stop training it like a cancel
 
     def _end(self, job_id: str, state: JobState, **fields: Any) -> None:
         """The job's last transition: to `state`, or to CANCELLED if a cancel came first (atomically)."""
-        ended = self.backend.end_job(job_id, state, **fields)
+        ended = self.jobs.end_job(job_id, state, **fields)
         if ended is not None and ended["state"] != state.name:
             log.info("tuning job %s was cancelled before it could end %s", job_id, state.name)
 

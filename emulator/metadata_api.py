@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulator.errors import InvalidArgument, NotFound
-from emulator.experiments import (EXPERIMENT_PREFIX, RUN_NAME, TB_RUN_ARTIFACT_SUFFIX, JobExperiment, TuningExperiments)
+from emulator.experiments import EXPERIMENT_PREFIX, RUN_NAME, TB_RUN_ARTIFACT_SUFFIX, JobExperiment, TuningExperiments
+from emulator.job_store import JobStore
 from emulator.list_filter import CALL, Predicate, UnknownField, UnsupportedOperator, equality, parse_filter
 from emulator.paging import after_key, page_of, page_size, with_next_page
 from emulator.routes import ApiRoute, route
-from emulator.tuning_backend import TuningBackend
 
 API_VERSIONS = ("v1", "v1beta1")
 # Data points per scalar series that BatchReadTensorboardTimeSeriesData returns, and the default and the maximum
@@ -73,8 +73,8 @@ _ARTIFACT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+)-{RUN_NAME}{TB_RUN_A
 class MetadataApi:
     """Handlers of the ML Metadata (contexts, artifacts, executions) and TensorBoard read routes."""
 
-    def __init__(self, backend: TuningBackend) -> None:
-        self.experiments = TuningExperiments(backend)
+    def __init__(self, jobs: JobStore) -> None:
+        self.experiments = TuningExperiments(jobs)
 
     def routes(self) -> list[ApiRoute]:
         table = []

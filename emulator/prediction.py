@@ -11,8 +11,8 @@ from typing import Any
 
 from emulator.clock import now_rfc3339
 from emulator.errors import InvalidArgument, NotFound
-from emulator.settings import TrainingSettings
 from emulator.model import TrainedModel, base_model
+from emulator.settings import TrainingSettings
 
 # The documented serving limit of translation-llm-002: 1,000 output tokens.
 MAX_SERVING_TOKENS = 1000

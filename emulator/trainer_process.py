@@ -69,8 +69,8 @@ def main(job_dir: Path) -> int:
     started = time.monotonic()
     die_with_parent()
     single_threaded_xla()
-    from emulator.settings import TrainingSettings
     from emulator.model import MetricPoint, train
+    from emulator.settings import TrainingSettings
 
     mark = phase("imports", started)
     request = json.loads((job_dir / "request.json").read_text())

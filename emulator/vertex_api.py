@@ -1,4 +1,4 @@
-"""Vertex AI REST routes (`/v1/...` and `/v1beta1/...`): parse the request, call the backend, serialize."""
+"""Vertex AI REST routes (`/v1/...` and `/v1beta1/...`): parse the request, call the jobs, serialize."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from emulator.clock import now_rfc3339
 from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
 from emulator.gcs import ObjectStore
 from emulator.job_filter import parse_job_filter
+from emulator.job_runner import JobRunner
+from emulator.job_store import JobStore
 from emulator.paging import after_key, page_size, with_next_page
+from emulator.prediction import ModelCache, generate_content
 from emulator.requests import read_json
 from emulator.routes import ApiRoute, route
-from emulator.job_runner import JobRunner
-from emulator.prediction import ModelCache, generate_content
-from emulator.tuning_backend import TuningBackend
+from emulator.tuned_models import TunedModels
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
@@ -41,9 +42,10 @@ _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "update
 class VertexApi:
     """Handlers of the tuning, model, endpoint and prediction routes (experiments: `emulator.metadata_api`)."""
 
-    def __init__(self, backend: TuningBackend, store: ObjectStore, runner: JobRunner, models: ModelCache,
-                 max_json_bytes: int) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore, tuned_models: TunedModels, store: ObjectStore, runner: JobRunner,
+                 models: ModelCache, max_json_bytes: int) -> None:
+        self.jobs = jobs
+        self.tuned_models = tuned_models
         self.store = store
         self.runner = runner
         self.models = models
@@ -111,16 +113,16 @@ class VertexApi:
                 raise InvalidArgument(f"{field}: dataset {uri} does not exist or is not readable: "
                                       f"{error.message}") from error
         inputs = {key: value for key, value in json_format.MessageToDict(job).items() if key not in _OUTPUT_FIELDS}
-        created = self.backend.insert_job(project, location, inputs)
+        created = self.jobs.insert_job(project, location, inputs)
         self.runner.submit(created["name"].rsplit("/", 1)[1])
         # Never return `experiment` here: vertexai's sft.train() fails on a create response that carries it.
         return JSONResponse(created)
 
     async def get_tuning_job(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
-        return JSONResponse(self.backend.job(project, location, job))
+        return JSONResponse(self.jobs.job(project, location, job))
 
     async def list_tuning_jobs(self, request: Request, project: str, location: str) -> JSONResponse:
-        jobs, last = self.backend.list_jobs(project, location,
+        jobs, last = self.jobs.list_jobs(project, location,
                                             page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
                                             after=after_key(request),
                                             matches=parse_job_filter(request.query_params.get("filter", "")))
@@ -128,11 +130,11 @@ class VertexApi:
 
     async def cancel_tuning_job(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         await read_json(request, self.max_json_bytes)
-        self.backend.request_cancel(project, location, job)
+        self.jobs.request_cancel(project, location, job)
         return JSONResponse({})
 
     async def get_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
-        record = self.backend.tuned_model(project, location, model)
+        record = self.tuned_models.model(project, location, model)
         body: dict[str, Any] = {
             "name": record.model_name.split("@")[0], "displayName": record.display_name, "versionId": "1",
             "versionAliases": ["default"], "createTime": record.create_time, "updateTime": record.create_time,
@@ -145,7 +147,7 @@ class VertexApi:
     async def get_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         """The endpoint; once its model is undeployed, without `deployedModels` and `trafficSplit` (as Vertex AI
         omits empty fields)."""
-        record = self.backend.tuned_model_by_endpoint(project, location, endpoint)
+        record = self.tuned_models.by_endpoint(project, location, endpoint)
         body: dict[str, Any] = {"name": record.endpoint_name, "displayName": record.display_name,
                                 "createTime": record.create_time,
                                 "updateTime": record.undeploy_time or record.create_time}
@@ -165,34 +167,34 @@ class VertexApi:
         if not message.deployed_model_id:
             raise InvalidArgument("deployedModelId is required: the id of the DeployedModel to undeploy, as "
                                   "listed in the Endpoint's deployedModels[].id.")
-        record = self.backend.undeploy_model(project, location, endpoint, message.deployed_model_id)
+        record = self.tuned_models.undeploy_model(project, location, endpoint, message.deployed_model_id)
         version = _api_version(request)
-        return JSONResponse(self.backend.insert_operation(record.endpoint_name, _done_operation(
+        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
             version, "UndeployModelOperationMetadata", f"google.cloud.aiplatform.{version}.UndeployModelResponse")))
 
     async def delete_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         """endpoints.delete: FAILED_PRECONDITION while a model is deployed on it; a done operation otherwise."""
-        record = self.backend.delete_endpoint(project, location, endpoint)
-        return JSONResponse(self.backend.insert_operation(record.endpoint_name, _done_operation(
+        record = self.tuned_models.delete_endpoint(project, location, endpoint)
+        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
             _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
 
     async def delete_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
         """models.delete: FAILED_PRECONDITION while it is deployed; a done operation otherwise. The trained
         weights are removed from the data dir."""
-        record = self.backend.delete_model(project, location, model)
+        record = self.tuned_models.delete_model(project, location, model)
         await run_in_threadpool(self._remove_model_files, record.model_dir)
-        return JSONResponse(self.backend.insert_operation(record.model_name.split("@")[0], _done_operation(
+        return JSONResponse(self.tuned_models.insert_operation(record.model_name.split("@")[0], _done_operation(
             _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
 
     async def get_operation(self, request: Request, project: str, location: str, operation: str,
                             **resource: str) -> JSONResponse:
-        return JSONResponse(self.backend.operation(_operation_name(request)))
+        return JSONResponse(self.tuned_models.operation(_operation_name(request)))
 
     async def wait_operation(self, request: Request, project: str, location: str, operation: str,
                              **resource: str) -> JSONResponse:
         """operations.wait: every emulated operation is done when it is returned, so there is nothing to wait for."""
         await read_json(request, self.max_json_bytes)
-        return JSONResponse(self.backend.operation(_operation_name(request).removesuffix(":wait")))
+        return JSONResponse(self.tuned_models.operation(_operation_name(request).removesuffix(":wait")))
 
     def _remove_model_files(self, model_dir: str) -> None:
         """Delete a deleted model's weights, only ever inside the runner's work dir."""
@@ -202,7 +204,7 @@ class VertexApi:
 
     async def generate_content(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         body = await read_json(request, self.max_json_bytes)
-        record = self.backend.tuned_model_by_endpoint(project, location, endpoint)
+        record = self.tuned_models.by_endpoint(project, location, endpoint)
         if not record.deployed:
             # What Vertex AI answers for an endpoint whose models were all undeployed: the endpoint exists (so not
             # NOT_FOUND, which the emulator keeps for a missing or deleted endpoint) but cannot serve.

@@ -35,8 +35,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, OutOfRange, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
-from emulator.gcs.store import (OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions,
-                                etag)
+from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions, etag
 from emulator.gcs.streams import (Body, Reader, Sink, b64, crc32c_b64, file_chunks, fsync_path, multipart_boundary,
                                   parse_content_range, parse_part_headers, parse_range)
 from emulator.paging import after_key, with_next_page
@@ -277,7 +276,8 @@ class GcsApi:
                         content_type=metadata.get("contentType") or content_type or "application/octet-stream",
                         fields=fields, preconditions=_preconditions(request),
                         expected_md5=metadata.get("md5Hash"), expected_crc32c=metadata.get("crc32c"))
-        check_preconditions(self.store.live_object_row(bucket, name), new.preconditions)   # fail fast; checked again when committing
+        # Fail fast; checked again when committing.
+        check_preconditions(self.store.live_object_row(bucket, name), new.preconditions)
         return new
 
     def _check_declared_size(self, request: Request, slack: int = 0) -> None:

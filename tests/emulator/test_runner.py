@@ -26,13 +26,14 @@ from emulator import training_data
 from emulator.db import Database
 from emulator.errors import FailedPrecondition, Internal, NotFound
 from emulator.job_runner import JobRunner
+from emulator.job_store import JobStore
 from emulator.jobs import ENDED_STATES, JobState
 from emulator.model import base_model
-from emulator.training_data import JobFailed, Reservoir, prepare_training_run
 from emulator.settings import TrainingSettings
 from emulator.stats import distribution, supervised_tuning_data_stats
 from emulator.trainer_process import METRIC_PREFIX, PARENT_PID_ENV
-from emulator.tuning_backend import TuningBackend
+from emulator.training_data import JobFailed, Reservoir, prepare_training_run
+from emulator.tuned_models import TunedModels
 from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, control, upload
 from tests.emulator.helpers import wait_for, wait_until_ended, wait_until_state
 from tuning import dataset as dataset_module
@@ -77,7 +78,9 @@ class LocalStore:
 class Harness:
     def __init__(self, root: Path, training: TrainingSettings = TINY) -> None:
         self.root = root
-        self.backend = TuningBackend(Database(root / "state.sqlite3"))
+        db = Database(root / "state.sqlite3")
+        self.backend = JobStore(db)
+        self.tuned_models = TunedModels(db)
         self.store = LocalStore()
         self.runner = JobRunner(self.backend, self.store, training, root / "jobs")
 
@@ -125,7 +128,7 @@ def assert_cancelled_without_model(harness: Harness, job_id: str) -> None:
     assert job["state"] == "JOB_STATE_CANCELLED", job
     assert job["error"]["code"] == 1
     assert "endTime" in job and "tunedModel" not in job
-    assert harness.backend.tuned_models_of_job(job_id) == []
+    assert harness.tuned_models.of_job(job_id) == []
 
 
 # --- 1. the final transition and a cancel -----------------------------------------------------------------
@@ -206,7 +209,7 @@ def test_cancel_just_after_the_final_transition_is_refused_and_the_model_stays(h
     with pytest.raises(FailedPrecondition):
         harness.cancel(job_id)
     job = harness.job(job_id)
-    [model] = harness.backend.tuned_models_of_job(job_id)
+    [model] = harness.tuned_models.of_job(job_id)
     assert job["state"] == "JOB_STATE_SUCCEEDED"
     assert job["tunedModel"] == {"model": model.model_name, "endpoint": model.endpoint_name}
     assert Path(model.model_dir).is_dir()
@@ -244,7 +247,7 @@ def test_runner_crash_after_a_cancel_ends_cancelled_and_the_worker_survives(harn
 def test_served_cancel_while_a_broken_dataset_is_read_ends_cancelled(emulator, tmp_path, monkeypatch):
     uri = upload(emulator, BUCKET, "broken.jsonl", write_dataset(tmp_path / "broken.jsonl", 200,
                                                                    broken_last_line=True))
-    backend = emulator.state.backend
+    backend = emulator.state.jobs
     real_validate = training_data.validate_stream
 
     def cancel_then_validate(*args: Any, **kwargs: Any):
@@ -440,7 +443,7 @@ def test_training_that_overruns_its_time_limit_fails(tmp_path, monkeypatch):
     assert job["state"] == "JOB_STATE_FAILED", job
     assert job["error"]["code"] == 4
     assert job["error"]["message"].startswith("DEADLINE_EXCEEDED: training did not finish within 1 s")
-    assert harness.backend.tuned_models_of_job(job_id) == []
+    assert harness.tuned_models.of_job(job_id) == []
     assert time.monotonic() - started < 30
 
 
@@ -494,7 +497,7 @@ def test_a_rerun_uses_a_fresh_directory_and_removes_the_old_runs(harness, tmp_pa
 
     harness.runner.run(job_id)
 
-    [model] = harness.backend.tuned_models_of_job(job_id)
+    [model] = harness.tuned_models.of_job(job_id)
     assert not old_run.exists()
     assert Path(model.model_dir).parent.parent == harness.runner.work_dir / job_id
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from emulator import model as training
+from emulator.model import Generation, MetricPoint, TrainedModel, TrainingCancelled, base_model, train
 from emulator.settings import TrainingSettings
 from emulator.tokenizer import EOS, N_BASE, Tokenizer
-from emulator.model import Generation, MetricPoint, TrainedModel, TrainingCancelled, base_model, train
 
 PAIRS = [
     ("the cat", "el gato"), ("the dog", "el perro"), ("a house", "una casa"), ("the water", "el agua"),

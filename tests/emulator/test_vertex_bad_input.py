@@ -77,5 +77,5 @@ def test_an_unforeseen_failure_is_a_google_internal_error(emulator, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(emulator.state.backend, "job", broken)  # stands for any bug behind a route
+    monkeypatch.setattr(emulator.state.jobs, "job", broken)  # stands for any bug behind a route
     assert_error(call(emulator, "GET", f"{JOBS}/123"), 500, "INTERNAL", f"GET {JOBS}/123")
