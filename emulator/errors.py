@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 from grpc import StatusCode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
-log = logging.getLogger(__name__)
 
 
 class GoogleApiError(Exception):
@@ -123,8 +120,8 @@ async def google_error(request: Request, error: Exception) -> Response:
 
 
 async def internal_error(request: Request, error: Exception) -> Response:
-    """A bug or an input nobody foresaw: answered like Google, never as a bare 500 page."""
-    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    """A bug or an input nobody foresaw: answered like Google, never as a bare 500 page (uvicorn logs the
+    traceback: Starlette raises the error again once this answer is sent)."""
     message = f"Internal error serving {request.method} {request.url.path}; see the emulator's log."
     return Internal(message).to_response()
 
