@@ -47,8 +47,8 @@ class JobStore:
     def insert_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
         job_id = new_numeric_id()
         now = now_rfc3339()
-        body = {**body, "name": job_resource_name(project, location, job_id), "state": JobState.JOB_STATE_PENDING.name,
-                "createTime": now, "updateTime": now}
+        body = {**body, "name": job_resource_name(project, location, job_id),
+                "state": JobState.JOB_STATE_PENDING.name, "createTime": now, "updateTime": now}
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO tuning_jobs (id, project, location, state, body) VALUES (?, ?, ?, ?, ?)",
                          (job_id, project, location, body["state"], json.dumps(body)))
@@ -62,10 +62,7 @@ class JobStore:
         return json.loads(row["body"])
 
     def job_by_id(self, job_id: str) -> dict[str, Any]:
-        row = self.db.query_one("SELECT body FROM tuning_jobs WHERE id = ?", (job_id,))
-        if row is None:
-            raise NotFound(f"TuningJob {job_id} not found.")
-        return json.loads(row["body"])
+        return json.loads(_job_row(self.db.connection(), job_id)["body"])
 
     def update_job(self, job_id: str, *, only_if_state_in: Optional[Iterable[JobState]] = None,
                    **fields: Any) -> Optional[dict[str, Any]]:
@@ -75,10 +72,7 @@ class JobStore:
         (returns None otherwise), so a cancel and the runner's own transitions cannot overwrite each other.
         """
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT body FROM tuning_jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"TuningJob {job_id} not found.")
-            body = json.loads(row["body"])
+            body = json.loads(_job_row(conn, job_id)["body"])
             if only_if_state_in is not None and state_of(body) not in set(only_if_state_in):
                 return None
             _write_job(conn, job_id, body, fields)
@@ -144,9 +138,7 @@ class JobStore:
             NotFound: No such job (a reset forgot it).
         """
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT project, location, body FROM tuning_jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"TuningJob {job_id} not found.")
+            row = _job_row(conn, job_id)
             body = json.loads(row["body"])
             current = state_of(body)
             if current == JobState.JOB_STATE_CANCELLING:
@@ -186,6 +178,13 @@ class JobStore:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM tuning_jobs")
             conn.execute("DELETE FROM metric_points")
+
+
+def _job_row(conn: Any, job_id: str) -> Any:
+    row = conn.execute("SELECT project, location, body FROM tuning_jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"TuningJob {job_id} not found.")
+    return row
 
 
 def _write_job(conn: Any, job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> None:
