@@ -73,17 +73,23 @@ class _Parser:
             self._fail(f"unexpected {self._peek()[1]!r}")
         return predicate
 
+    def _keyword(self, word: str) -> bool:
+        """Whether the next token is the keyword `word` (AND, OR: any case); consumes it if so."""
+        token = self._peek()
+        if token is not None and token[0] == "word" and token[1].upper() == word:
+            self.pos += 1
+            return True
+        return False
+
     def _or(self) -> Predicate:
         parts = [self._and()]
-        while self._peek() == ("word", "OR"):
-            self.pos += 1
+        while self._keyword("OR"):
             parts.append(self._and())
         return parts[0] if len(parts) == 1 else (lambda item: any(part(item) for part in parts))
 
     def _and(self) -> Predicate:
         parts = [self._unit()]
-        while self._peek() in (("word", "AND"), ("word", "and")):
-            self.pos += 1
+        while self._keyword("AND"):
             parts.append(self._unit())
         return parts[0] if len(parts) == 1 else (lambda item: all(part(item) for part in parts))
 
