@@ -57,4 +57,5 @@ def api_app(routes: Sequence[BaseRoute], middleware: Sequence[Middleware] = (), 
     app = Starlette(routes=list(routes), middleware=list(middleware), exception_handlers=EXCEPTION_HANDLERS,
                     **kwargs)
     app.router.default = unimplemented
+    app.router.redirect_slashes = False  # `/tuningJobs/` is unmodelled too: 501, not a redirect to `/tuningJobs`
     return app
