@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route as StarletteRoute
 
 from emulator.control import ControlApi
 from emulator.db import Database
-from emulator.faults import FaultInjector
+from emulator.faults import FaultInjector, FaultMiddleware
 from emulator.gcs import ObjectStore, gcs_routes
 from emulator.guard import RequestGuard
+from emulator.job_runner import JobRunner
+from emulator.job_store import JobStore
 from emulator.metadata_api import MetadataApi
-from emulator.routing import Router
-from emulator.runner import JobRunner
-from emulator.serving import ModelCache
+from emulator.prediction import ModelCache
+from emulator.routes import api_app, route
 from emulator.settings import EmulatorSettings
-from emulator.tuning_backend import TuningBackend
+from emulator.tuned_models import TunedModels
 from emulator.vertex_api import VertexApi
 
 CONSOLE_PAGE = Path(__file__).with_name("console.html")
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 @dataclass
@@ -36,7 +35,8 @@ class EmulatorState:
     settings: EmulatorSettings
     db: Database
     store: ObjectStore
-    backend: TuningBackend
+    jobs: JobStore
+    tuned_models: TunedModels
     runner: JobRunner
     faults: FaultInjector
     models: ModelCache
@@ -44,7 +44,8 @@ class EmulatorState:
     def reset(self) -> None:
         """Forget every job, model, bucket and object, and their files (the runner keeps serving)."""
         self.faults.clear()
-        self.backend.reset()
+        self.jobs.reset()
+        self.tuned_models.reset()
         self.runner.reset()  # after the rows are gone: the worker then drops its job instead of training it
         self.models.clear()
         self.store.reset()
@@ -56,39 +57,16 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     data_dir = settings.data_dir.resolve()
     db = Database(data_dir / "state.sqlite3")
     store = ObjectStore(db, data_dir / "objects", settings.max_upload_bytes)
-    backend = TuningBackend(db)
-    runner = JobRunner(backend, store, settings.training, data_dir / "jobs")
+    jobs = JobStore(db)
+    tuned_models = TunedModels(db)
+    runner = JobRunner(jobs, store, settings.training, data_dir / "jobs")
     faults = FaultInjector()
     models = ModelCache()
-    state = EmulatorState(settings, db, store, backend, runner, faults, models)
+    state = EmulatorState(settings, db, store, jobs, tuned_models, runner, faults, models)
 
-    vertex = VertexApi(backend, store, runner, models, settings.max_json_bytes)
-    google = Router(MetadataApi(backend).routes() + vertex.routes()
-                    + gcs_routes(store))
-    control = Router(ControlApi(backend, faults, state.reset).routes())
-
-    guard = RequestGuard(settings.host)
-
-    async def dispatch(request: Request) -> Response:
-        refused = guard.problem(request)
-        if refused is not None:
-            return refused.to_response()
-        path = request.url.path
-        if path.startswith("/_emulator/"):
-            return await control.dispatch(request)
-        latency, error, after_handler = faults.decide(request.method, path)
-        if latency:
-            await asyncio.sleep(latency)
-        if error is None:
-            return await google.dispatch(request)
-        if after_handler:
-            await google.dispatch(request)
-        return error.to_response()
+    vertex = VertexApi(jobs, tuned_models, store, runner, models, settings.max_json_bytes)
 
     async def console(request: Request) -> Response:
-        refused = guard.problem(request)
-        if refused is not None:
-            return refused.to_response()
         return FileResponse(CONSOLE_PAGE, media_type="text/html")
 
     @asynccontextmanager
@@ -99,8 +77,11 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         finally:
             runner.stop()
 
-    app = Starlette(routes=[StarletteRoute("/", console, methods=["GET"]),
-                            StarletteRoute("/{path:path}", dispatch, methods=ALL_METHODS)],
-                    lifespan=lifespan)
+    routes = [route("GET", "/", console), *ControlApi(jobs, faults, state.reset).routes(),
+              *MetadataApi(jobs).routes(), *vertex.routes(), *gcs_routes(store)]
+    # The guard first: a refused request reaches nothing, not even a fault.
+    app = api_app(routes, [Middleware(RequestGuard, bind_host=settings.host),
+                           Middleware(FaultMiddleware, faults=faults)],
+                  lifespan=lifespan)
     app.state.emulator = state
     return app

@@ -8,34 +8,34 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulator.faults import FaultInjector
+from emulator.job_store import JobStore
+from emulator.jobs import METRICS, job_resource_name
 from emulator.requests import read_json
-from emulator.routing import Route
-from emulator.tuning_backend import TuningBackend, job_resource_name
-from tuning.limits import ALL_METRICS
+from emulator.routes import ApiRoute, route
 
 
 class ControlApi:
     """Routes for tests, the console and the provider's metrics; never part of the Google surface."""
 
-    def __init__(self, backend: TuningBackend, faults: FaultInjector, reset: Callable[[], None]) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore, faults: FaultInjector, reset: Callable[[], None]) -> None:
+        self.jobs = jobs
         self.faults = faults
         self._reset = reset
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         jobs = "/_emulator/v1/projects/{project}/locations/{location}/tuningJobs"
         return [
-            Route("GET", "/_emulator/health", self.health),
-            Route("POST", "/_emulator/reset", self.reset),
-            Route("GET", "/_emulator/faults", self.list_faults),
-            Route("POST", "/_emulator/faults", self.add_fault),
-            Route("DELETE", "/_emulator/faults", self.clear_faults),
-            Route("GET", "/_emulator/v1/tuningJobs", self.all_jobs),
-            Route("GET", jobs + "/{job}/metrics", self.job_metrics),
+            route("GET", "/_emulator/health", self.health),
+            route("POST", "/_emulator/reset", self.reset),
+            route("GET", "/_emulator/faults", self.list_faults),
+            route("POST", "/_emulator/faults", self.add_fault),
+            route("DELETE", "/_emulator/faults", self.clear_faults),
+            route("GET", "/_emulator/v1/tuningJobs", self.all_jobs),
+            route("GET", jobs + "/{job}/metrics", self.job_metrics),
         ]
 
     async def health(self, request: Request) -> JSONResponse:
-        self.backend.db.query_one("SELECT 1")
+        self.jobs.check_health()
         return JSONResponse({"status": "ok"})
 
     async def reset(self, request: Request) -> JSONResponse:
@@ -55,17 +55,17 @@ class ControlApi:
 
     async def all_jobs(self, request: Request) -> JSONResponse:
         """Every job of every project, newest first (the console's table)."""
-        return JSONResponse({"tuningJobs": self.backend.all_jobs(limit=500)})
+        return JSONResponse({"tuningJobs": self.jobs.all_jobs(limit=500)})
 
     async def job_metrics(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         """`{tuningJob, series: {metric: [{step, value, time}]}, latest: {metric: value}}`.
 
-        Metric names are the seed documentation's (`/train_total_loss`, ...); `latest` holds the
+        Metric names are Vertex AI's (`/train_total_loss`, ...); `latest` holds the
         value at the highest step of each metric that has been computed so far.
         """
-        self.backend.job(project, location, job)
-        series = self.backend.metric_series(job)
+        self.jobs.job(project, location, job)
+        series = self.jobs.metric_series(job)
         latest = {name: points[-1]["value"] for name, points in series.items() if points}
-        ordered = {name: series[name] for name in ALL_METRICS if name in series}
+        ordered = {name: series[name] for name in METRICS if name in series}
         return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,
                              "latest": latest})

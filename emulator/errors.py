@@ -1,74 +1,129 @@
-"""Google API errors, one class per canonical status, rendered as the Google error envelope."""
+"""Google API errors, one class per canonical status (`grpc.StatusCode`), answered as the Google error envelope."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Optional
 
-from starlette.responses import JSONResponse
+from grpc import StatusCode
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 
 class GoogleApiError(Exception):
-    """Base: an HTTP status, a canonical status name and a message (`{"error":{code,message,status}}`)."""
+    """`{"error": {"code": HTTP status, "message", "status": canonical name}}`.
 
+    A subclass names the canonical status and its usual HTTP status; `http_status` overrides the latter where an
+    API maps the status otherwise (Cloud Storage answers FAILED_PRECONDITION with 409 or 412, for example).
+    """
+
+    code = StatusCode.INTERNAL
     http_status = 500
-    status = "INTERNAL"
 
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, message: str, *, http_status: Optional[int] = None) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details or []
+        if http_status is not None:
+            self.http_status = http_status
 
-    def to_response(self) -> JSONResponse:
-        body = {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
-        if self.details:
-            body["error"]["details"] = self.details
-        return JSONResponse(body, status_code=self.http_status)
+    @property
+    def status(self) -> str:
+        return self.code.name
+
+    @property
+    def rpc_code(self) -> int:
+        """The google.rpc.Code number, as a failed job's `error.code` carries it."""
+        return self.code.value[0]
+
+    def to_response(self) -> Response:
+        return JSONResponse({"error": {"code": self.http_status, "message": self.message, "status": self.status}},
+                            status_code=self.http_status)
+
+
+class Cancelled(GoogleApiError):
+    code, http_status = StatusCode.CANCELLED, 499
 
 
 class InvalidArgument(GoogleApiError):
-    http_status, status = 400, "INVALID_ARGUMENT"
+    code, http_status = StatusCode.INVALID_ARGUMENT, 400
 
 
-class FailedPrecondition(GoogleApiError):
-    http_status, status = 400, "FAILED_PRECONDITION"
-
-
-class Unauthenticated(GoogleApiError):
-    http_status, status = 401, "UNAUTHENTICATED"
-
-
-class PermissionDenied(GoogleApiError):
-    http_status, status = 403, "PERMISSION_DENIED"
+class DeadlineExceeded(GoogleApiError):
+    code, http_status = StatusCode.DEADLINE_EXCEEDED, 504
 
 
 class NotFound(GoogleApiError):
-    http_status, status = 404, "NOT_FOUND"
+    code, http_status = StatusCode.NOT_FOUND, 404
 
 
 class AlreadyExists(GoogleApiError):
-    http_status, status = 409, "ALREADY_EXISTS"
+    code, http_status = StatusCode.ALREADY_EXISTS, 409
 
 
-class PayloadTooLarge(GoogleApiError):
-    http_status, status = 413, "OUT_OF_RANGE"
+class PermissionDenied(GoogleApiError):
+    code, http_status = StatusCode.PERMISSION_DENIED, 403
 
 
 class ResourceExhausted(GoogleApiError):
-    http_status, status = 429, "RESOURCE_EXHAUSTED"
+    code, http_status = StatusCode.RESOURCE_EXHAUSTED, 429
 
 
-class Internal(GoogleApiError):
-    http_status, status = 500, "INTERNAL"
+class FailedPrecondition(GoogleApiError):
+    code, http_status = StatusCode.FAILED_PRECONDITION, 400
+
+
+class OutOfRange(GoogleApiError):
+    code, http_status = StatusCode.OUT_OF_RANGE, 400
 
 
 class Unimplemented(GoogleApiError):
-    http_status, status = 501, "UNIMPLEMENTED"
+    code, http_status = StatusCode.UNIMPLEMENTED, 501
+
+
+class Internal(GoogleApiError):
+    code, http_status = StatusCode.INTERNAL, 500
 
 
 class Unavailable(GoogleApiError):
-    http_status, status = 503, "UNAVAILABLE"
+    code, http_status = StatusCode.UNAVAILABLE, 503
 
 
+class Unauthenticated(GoogleApiError):
+    code, http_status = StatusCode.UNAUTHENTICATED, 401
+
+
+class NotModified(GoogleApiError):
+    """Cloud Storage's 304 for a read whose `if*NotMatch` precondition holds: an empty answer, not an error body."""
+
+    code, http_status = StatusCode.OK, 304
+
+    def __init__(self) -> None:
+        super().__init__("Not Modified")
+
+    def to_response(self) -> Response:
+        return Response(status_code=304)
+
+
+# The error each HTTP status stands for when a fault injects it.
 BY_HTTP_STATUS = {cls.http_status: cls for cls in (InvalidArgument, Unauthenticated, PermissionDenied, NotFound,
-                                                  AlreadyExists, PayloadTooLarge, ResourceExhausted, Internal,
-                                                  Unimplemented, Unavailable)}
+                                                  AlreadyExists, ResourceExhausted, Internal, Unimplemented,
+                                                  Unavailable)} | {413: OutOfRange}
+
+
+def too_large(message: str) -> OutOfRange:
+    """A request body over a size limit: 413 OUT_OF_RANGE, as Google's front ends answer."""
+    return OutOfRange(message, http_status=413)
+
+
+async def google_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, GoogleApiError)
+    return error.to_response()
+
+
+async def internal_error(request: Request, error: Exception) -> Response:
+    """A bug or an input nobody foresaw: answered like Google, never as a bare 500 page (uvicorn logs the
+    traceback: Starlette raises the error again once this answer is sent)."""
+    message = f"Internal error serving {request.method} {request.url.path}; see the emulator's log."
+    return Internal(message).to_response()
+
+
+EXCEPTION_HANDLERS = {GoogleApiError: google_error, Exception: internal_error}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import BY_HTTP_STATUS, GoogleApiError, InvalidArgument
 
@@ -88,6 +91,35 @@ class FaultInjector:
                 exhausted = fault.times is not None and fault.injected >= fault.times
                 if error is None and not exhausted and self._random.random() < fault.error_rate:
                     fault.injected += 1
-                    error = BY_HTTP_STATUS[fault.status](f"Injected fault: {method} {path} answered {fault.status}.")
+                    error = BY_HTTP_STATUS[fault.status](f"Injected fault: {method} {path} answered {fault.status}.",
+                                                         http_status=fault.status)
                     after = fault.after_handler
         return latency, error, after
+
+
+class FaultMiddleware:
+    """Applies the injector's faults to the Google API routes (not to the console or the control routes)."""
+
+    def __init__(self, app: ASGIApp, faults: FaultInjector) -> None:
+        self.app = app
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/" or path.startswith("/_emulator/"):
+            return await self.app(scope, receive, send)
+        latency, error, after_handler = self.faults.decide(scope["method"], path)
+        if latency:
+            await asyncio.sleep(latency)
+        if error is None:
+            return await self.app(scope, receive, send)
+        if after_handler:  # serve the request, then lose its response
+
+            async def discard(message: Message) -> None:
+                pass
+
+            try:
+                await self.app(scope, receive, discard)
+            except Exception:  # noqa: BLE001 - the client gets the injected error whatever happened
+                pass
+        await error.to_response()(scope, receive, send)

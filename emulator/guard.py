@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.errors import GoogleApiError, InvalidArgument, PermissionDenied
 
@@ -23,9 +24,10 @@ def _host_name(host_header: str) -> str:
 
 
 class RequestGuard:
-    """Checks the Host and Origin headers against the address the emulator binds."""
+    """Middleware: checks every request's Host and Origin headers against the address the emulator binds."""
 
-    def __init__(self, bind_host: str) -> None:
+    def __init__(self, app: ASGIApp, bind_host: str) -> None:
+        self.app = app
         self._any_host = bind_host in _ANY_ADDRESS
         self._allowed = _LOOPBACK_NAMES | {bind_host}
 
@@ -39,3 +41,7 @@ class RequestGuard:
         if origin is not None and origin != f"{request.url.scheme}://{host}":
             return PermissionDenied(f"Cross-origin request from {origin!r} refused.")
         return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = self.problem(Request(scope)) if scope["type"] == "http" else None
+        await (refused.to_response() if refused is not None else self.app)(scope, receive, send)

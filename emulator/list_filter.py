@@ -1,56 +1,131 @@
-"""The subset of AIP-160 list filters the emulator understands for tuningJobs.list.
+"""The one list-filter grammar of the emulator, a subset of AIP-160.
 
-Supported terms, joined by `AND`: `labels.KEY="VALUE"`, `labels.KEY:*` (has the label),
-`state=JOB_STATE_X` or `state!=...`, `base_model="..."` (also `baseModel`). Quotes are optional.
-Anything else is rejected with INVALID_ARGUMENT rather than silently ignored.
+    filter := or;  or := and ("OR" and)*;  and := unit ("AND" unit)*;  unit := "(" or ")" | term
+    term   := FIELD ("=" | "!=" | ":") VALUE  |  FIELD "(" STRING ")"      VALUE: "quoted", a bare word or *
+
+Each list route says which fields it supports and what a term over them means, through a `compile_term(field,
+op, value)` that raises `UnknownField` or `UnsupportedOperator`; the parser turns those, and any syntax it does
+not know, into INVALID_ARGUMENT naming the term. A filter is never silently ignored.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable
 
 from emulator.errors import InvalidArgument
-from emulator.job_state import JobState
 
-Predicate = Callable[[dict[str, Any]], bool]
+Predicate = Callable[[Any], bool]
+TermCompiler = Callable[[str, str, str], Predicate]
+CALL = "()"  # the `op` a compiler gets for `field("value")`
 
-_TERM = re.compile(r'^\s*(?P<field>[A-Za-z_][\w.\-]*)\s*(?P<op>!=|=|:)\s*(?P<value>"[^"]*"|\S+)\s*$')
-_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
-
-
-def parse_filter(text: str) -> Predicate:
-    """Compile `text` to a predicate over a job body; an empty filter matches everything."""
-    if not text or not text.strip():
-        return lambda job: True
-    predicates = [_parse_term(term) for term in _AND.split(text.strip())]
-    return lambda job: all(predicate(job) for predicate in predicates)
+_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>!=|=|:|\(|\))|(?P<word>[^\s()"=!:]+))')
 
 
-def _parse_term(term: str) -> Predicate:
-    match = _TERM.match(term)
-    if not match:
-        raise InvalidArgument(f"Unsupported filter term {term!r}; supported: labels.KEY=\"VALUE\", labels.KEY:*, "
-                              "state=JOB_STATE_..., base_model=\"...\" joined by AND.")
-    field, op, value = match.group("field"), match.group("op"), match.group("value").strip('"')
-    if field.startswith("labels."):
-        key = field[len("labels."):]
-        if op == ":" and value == "*":
-            return lambda job: key in (job.get("labels") or {})
-        if op == "=":
-            return lambda job: (job.get("labels") or {}).get(key) == value
-        if op == "!=":
-            return lambda job: (job.get("labels") or {}).get(key) != value
-    elif field == "state" and op in ("=", "!="):
+class UnknownField(Exception):
+    pass
+
+
+class UnsupportedOperator(Exception):
+    pass
+
+
+def parse_filter(text: str, compile_term: TermCompiler, supported: str) -> Predicate:
+    """Compile `text` to a predicate; an empty filter matches everything. `supported` lists the accepted terms."""
+    return _Parser(text or "", compile_term, supported).parse()
+
+
+class _Parser:
+    """Recursive descent over the tokens of one filter."""
+
+    def __init__(self, text: str, compile_term: TermCompiler, supported: str) -> None:
+        self.text, self.compile_term, self.supported = text, compile_term, supported
+        self.tokens: list[tuple[str, str, int, int]] = []  # (kind, value, start, end)
+        self.pos, index = 0, 0
+        while text[index:].strip():
+            match = _TOKEN.match(text, index)
+            if not match:
+                self._fail(f"unexpected input at {text[index:].strip()[:20]!r}")
+            kind = match.lastgroup
+            raw = match.group(kind)
+            self.tokens.append((kind, json.loads(raw) if kind == "string" else raw, match.start(kind), match.end()))
+            index = match.end()
+
+    def _fail(self, why: str):
+        raise InvalidArgument(f"Unsupported filter {self.text!r}: {why}; supported: {self.supported}")
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos][:2] if self.pos < len(self.tokens) else None
+
+    def _take(self, *kinds: str, value: str | None = None) -> str:
+        token = self._peek()
+        if token is None or token[0] not in kinds or (value is not None and token[1] != value):
+            self._fail(f"expected {value or ' or '.join(kinds)} at token {self.pos + 1}")
+        self.pos += 1
+        return token[1]
+
+    def parse(self) -> Predicate:
+        if not self.tokens:
+            return lambda item: True
+        predicate = self._or()
+        if self._peek() is not None:
+            self._fail(f"unexpected {self._peek()[1]!r}")
+        return predicate
+
+    def _keyword(self, word: str) -> bool:
+        """Whether the next token is the keyword `word` (AND, OR: any case); consumes it if so."""
+        token = self._peek()
+        if token is not None and token[0] == "word" and token[1].upper() == word:
+            self.pos += 1
+            return True
+        return False
+
+    def _or(self) -> Predicate:
+        parts = [self._and()]
+        while self._keyword("OR"):
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else (lambda item: any(part(item) for part in parts))
+
+    def _and(self) -> Predicate:
+        parts = [self._unit()]
+        while self._keyword("AND"):
+            parts.append(self._unit())
+        return parts[0] if len(parts) == 1 else (lambda item: all(part(item) for part in parts))
+
+    def _unit(self) -> Predicate:
+        if self._peek() == ("op", "("):
+            self.pos += 1
+            inner = self._or()
+            self._take("op", value=")")
+            return inner
+        start = self.tokens[self.pos][2] if self.pos < len(self.tokens) else len(self.text)
+        field = self._take("word")
+        if self._peek() == ("op", "("):
+            self.pos += 1
+            op, value = CALL, self._take("string")
+            self._take("op", value=")")
+        else:
+            op = self._peek()[1] if self._peek() in (("op", "="), ("op", "!="), ("op", ":")) else None
+            if op is None:
+                self._fail(f"expected =, != or : after {field}")
+            self.pos += 1
+            value = self._take("string", "word")
+        term = self.text[start:self.tokens[self.pos - 1][3]].strip()
         try:
-            state = JobState.parse(value).value
-        except (ValueError, IndexError) as error:
-            raise InvalidArgument(f"Unknown job state {value!r} in filter.") from error
-        return (lambda job: job.get("state") == state) if op == "=" else (lambda job: job.get("state") != state)
-    elif field in ("base_model", "baseModel") and op in ("=", "!="):
-        return ((lambda job: job.get("baseModel") == value) if op == "="
-                else (lambda job: job.get("baseModel") != value))
-    elif field not in ("state", "base_model", "baseModel"):
-        raise InvalidArgument(f"Unsupported filter term {term!r}: unknown field {field!r}; supported fields: "
-                              "labels.KEY, state, base_model.")
-    raise InvalidArgument(f"Unsupported filter term {term!r}: operator {op!r} is not supported on {field!r}.")
+            return self.compile_term(field, op, value)
+        except UnknownField:
+            raise InvalidArgument(f"Unsupported filter term {term!r}: unknown field {field!r}; supported: "
+                                  f"{self.supported}") from None
+        except UnsupportedOperator:
+            raise InvalidArgument(f"Unsupported filter term {term!r}: operator {op!r} is not supported on "
+                                  f"{field!r}; supported: {self.supported}") from None
+
+
+def equality(op: str, get: Callable[[Any], Any], value: Any) -> Predicate:
+    """`get(item) = value` or `!=`; other operators are unsupported."""
+    if op == "=":
+        return lambda item: get(item) == value
+    if op == "!=":
+        return lambda item: get(item) != value
+    raise UnsupportedOperator(op)

@@ -7,19 +7,19 @@ from typing import Any
 
 from starlette.requests import Request
 
-from emulator.errors import InvalidArgument, PayloadTooLarge
+from emulator.errors import InvalidArgument, too_large
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     """The JSON object in the body (`{}` when empty); 413 over `max_bytes`, 400 when not a JSON object."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {max_bytes} bytes.")
+        raise too_large(f"Request body of {declared} bytes exceeds the limit of {max_bytes} bytes.")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+            raise too_large(f"Request body exceeds the limit of {max_bytes} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -31,16 +31,3 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidArgument("Invalid JSON payload received. Expected an object.")
     return body
-
-
-def page_size(request: Request, default: int, maximum: int) -> int:
-    """The list request's `pageSize` (camelCase or snake_case): 0 or absent means `default`, capped at `maximum`."""
-    raw = request.query_params.get("pageSize") or request.query_params.get("page_size") or "0"
-    if not (raw.isascii() and raw.isdigit()):
-        raise InvalidArgument(f"pageSize must be a non-negative integer, got {raw!r}.")
-    return min(int(raw) or default, maximum)
-
-
-def page_token(request: Request) -> str:
-    """The list request's `pageToken` (camelCase or snake_case), empty for the first page."""
-    return request.query_params.get("pageToken") or request.query_params.get("page_token") or ""

@@ -1,4 +1,4 @@
-"""Vertex AI REST routes (`/v1/...` and `/v1beta1/...`): parse the request, call the backend, serialize."""
+"""Vertex AI REST routes (`/v1/...` and `/v1beta1/...`): parse the request, call the jobs, serialize."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from starlette.responses import JSONResponse
 from emulator.clock import now_rfc3339
 from emulator.errors import FailedPrecondition, InvalidArgument, NotFound
 from emulator.gcs import ObjectStore
-from emulator.list_filter import parse_filter
-from emulator.requests import page_size, page_token, read_json
-from emulator.routing import Route
-from emulator.runner import JobRunner
-from emulator.serving import ModelCache, generate_content
-from emulator.tuning_backend import TuningBackend
-from tuning.vertex import AdapterSize, adapter_size_number, from_rest_json, to_rest_json
+from emulator.job_filter import parse_job_filter
+from emulator.job_runner import JobRunner
+from emulator.job_store import JobStore
+from emulator.paging import after_key, page_size, with_next_page
+from emulator.prediction import ModelCache, generate_content
+from emulator.requests import read_json
+from emulator.routes import ApiRoute, route
+from emulator.tuned_models import TunedModels
 from tuning.rules import create_request_violations
 
 API_VERSIONS = ("v1", "v1beta1")
@@ -32,6 +33,8 @@ OPERATION_PREFIXES = (*API_VERSIONS, "ui")
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+AdapterSize = aiplatform_v1beta1.SupervisedHyperParameters.AdapterSize
+_ADAPTER_SIZES = {"ONE": 1, "TWO": 2, "FOUR": 4, "EIGHT": 8, "SIXTEEN": 16, "THIRTY_TWO": 32}
 _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "experiment",
                   "tunedModel", "tuningDataStats")
 
@@ -39,40 +42,41 @@ _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "update
 class VertexApi:
     """Handlers of the tuning, model, endpoint and prediction routes (experiments: `emulator.metadata_api`)."""
 
-    def __init__(self, backend: TuningBackend, store: ObjectStore, runner: JobRunner, models: ModelCache,
-                 max_json_bytes: int) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore, tuned_models: TunedModels, store: ObjectStore, runner: JobRunner,
+                 models: ModelCache, max_json_bytes: int) -> None:
+        self.jobs = jobs
+        self.tuned_models = tuned_models
         self.store = store
         self.runner = runner
         self.models = models
         self.max_json_bytes = max_json_bytes
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         table = []
         for v in API_VERSIONS:
             p = f"/{v}/projects/{{project}}/locations/{{location}}"
             table += [
-                Route("POST", f"{p}/tuningJobs", self.create_tuning_job),
-                Route("GET", f"{p}/tuningJobs", self.list_tuning_jobs),
-                Route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
-                Route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
-                Route("GET", f"{p}/models/{{model}}", self.get_model),
-                Route("DELETE", f"{p}/models/{{model}}", self.delete_model),
-                Route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
-                Route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
-                Route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
-                Route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
-                Route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
+                route("POST", f"{p}/tuningJobs", self.create_tuning_job),
+                route("GET", f"{p}/tuningJobs", self.list_tuning_jobs),
+                route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
+                route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
+                route("GET", f"{p}/models/{{model}}", self.get_model),
+                route("DELETE", f"{p}/models/{{model}}", self.delete_model),
+                route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
+                route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
+                route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
+                route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
+                route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
                       self.generate_content_base),
             ]
-            table.append(Route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
+            table.append(route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
                                self.generate_content_base))
         for prefix in OPERATION_PREFIXES:
             p = f"/{prefix}/projects/{{project}}/locations/{{location}}"
             for resource in ("endpoints/{endpoint}", "models/{model}"):
                 table += [
-                    Route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
-                    Route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
+                    route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
+                    route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
                 ]
         return table
 
@@ -83,27 +87,19 @@ class VertexApi:
                                   "digits and hyphens, starting with a letter) or a project number.")
         # The official proto parser is the judge of the body, as on the service: unknown or misspelled
         # fields and out-of-range enum values are rejected, not silently dropped. v1beta1 is the superset.
-        try:
-            json_format.ParseDict(body, aiplatform_v1beta1.TuningJob.pb(aiplatform_v1beta1.TuningJob()))
-        except json_format.ParseError as error:
-            raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
-        try:
-            job = from_rest_json(body)
-        except json_format.ParseError as error:
-            raise InvalidArgument(f"Invalid TuningJob: {error}") from error
-        spec = job.supervised_tuning_spec
-        hyper = spec.hyper_parameters
-        if not isinstance(hyper.adapter_size, AdapterSize):  # proto-plus keeps a number that names no member
-            raise InvalidArgument(f"Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: "
-                                  f"{int(hyper.adapter_size)} is not an AdapterSize number")
+        job = _parse_body(body, aiplatform_v1beta1.TuningJob)
+        spec, hyper = job.supervised_tuning_spec, job.supervised_tuning_spec.hyper_parameters
+        if hyper.adapter_size not in AdapterSize._value2member_map_:  # proto3 enums are open: numbers parse
+            raise InvalidArgument("Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: Value error, "
+                                  f"{hyper.adapter_size} is not a AdapterSize number")
+        adapter = AdapterSize(hyper.adapter_size).name.removeprefix("ADAPTER_SIZE_")
         violations = create_request_violations(
-            location=location, base_model=job.base_model,
+            location=location, base_model=job.base_model or None,
             training_dataset_uri=spec.training_dataset_uri or None,
             validation_dataset_uri=spec.validation_dataset_uri or None,
-            adapter_size=adapter_size_number(hyper.adapter_size),
-            epoch_count=hyper.epoch_count or None,
+            adapter_size=_ADAPTER_SIZES.get(adapter), epoch_count=hyper.epoch_count or None,
             learning_rate_multiplier=hyper.learning_rate_multiplier or None,
-            tuned_model_display_name=job.tuned_model_display_name, labels=dict(job.labels))
+            tuned_model_display_name=job.tuned_model_display_name or None, labels=dict(job.labels))
         if violations:
             raise InvalidArgument("; ".join(str(violation) for violation in violations))
         for field, uri in (("supervisedTuningSpec.trainingDatasetUri", spec.training_dataset_uri),
@@ -116,32 +112,29 @@ class VertexApi:
             except NotFound as error:
                 raise InvalidArgument(f"{field}: dataset {uri} does not exist or is not readable: "
                                       f"{error.message}") from error
-        inputs = {key: value for key, value in to_rest_json(job).items() if key not in _OUTPUT_FIELDS}
-        created = self.backend.insert_job(project, location, inputs)
+        inputs = {key: value for key, value in json_format.MessageToDict(job).items() if key not in _OUTPUT_FIELDS}
+        created = self.jobs.insert_job(project, location, inputs)
         self.runner.submit(created["name"].rsplit("/", 1)[1])
-        # Never return `experiment` here: vertexai's sft.train() breaks on it (reference §2.4).
+        # Never return `experiment` here: vertexai's sft.train() fails on a create response that carries it.
         return JSONResponse(created)
 
     async def get_tuning_job(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
-        return JSONResponse(self.backend.job(project, location, job))
+        return JSONResponse(self.jobs.job(project, location, job))
 
     async def list_tuning_jobs(self, request: Request, project: str, location: str) -> JSONResponse:
-        jobs, token = self.backend.list_jobs(project, location,
-                                             page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-                                             page_token=page_token(request),
-                                             matches=parse_filter(request.query_params.get("filter", "")))
-        body: dict[str, Any] = {"tuningJobs": jobs}
-        if token:
-            body["nextPageToken"] = token
-        return JSONResponse(body)
+        jobs, last = self.jobs.list_jobs(project, location,
+                                            page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+                                            after=after_key(request),
+                                            matches=parse_job_filter(request.query_params.get("filter", "")))
+        return JSONResponse(with_next_page({"tuningJobs": jobs}, last))
 
     async def cancel_tuning_job(self, request: Request, project: str, location: str, job: str) -> JSONResponse:
         await read_json(request, self.max_json_bytes)
-        self.backend.request_cancel(project, location, job)
+        self.jobs.request_cancel(project, location, job)
         return JSONResponse({})
 
     async def get_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
-        record = self.backend.tuned_model(project, location, model)
+        record = self.tuned_models.model(project, location, model)
         body: dict[str, Any] = {
             "name": record.model_name.split("@")[0], "displayName": record.display_name, "versionId": "1",
             "versionAliases": ["default"], "createTime": record.create_time, "updateTime": record.create_time,
@@ -154,7 +147,7 @@ class VertexApi:
     async def get_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         """The endpoint; once its model is undeployed, without `deployedModels` and `trafficSplit` (as Vertex AI
         omits empty fields)."""
-        record = self.backend.tuned_model_by_endpoint(project, location, endpoint)
+        record = self.tuned_models.by_endpoint(project, location, endpoint)
         body: dict[str, Any] = {"name": record.endpoint_name, "displayName": record.display_name,
                                 "createTime": record.create_time,
                                 "updateTime": record.undeploy_time or record.create_time}
@@ -174,34 +167,34 @@ class VertexApi:
         if not message.deployed_model_id:
             raise InvalidArgument("deployedModelId is required: the id of the DeployedModel to undeploy, as "
                                   "listed in the Endpoint's deployedModels[].id.")
-        record = self.backend.undeploy_model(project, location, endpoint, message.deployed_model_id)
+        record = self.tuned_models.undeploy_model(project, location, endpoint, message.deployed_model_id)
         version = _api_version(request)
-        return JSONResponse(self.backend.insert_operation(record.endpoint_name, _done_operation(
+        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
             version, "UndeployModelOperationMetadata", f"google.cloud.aiplatform.{version}.UndeployModelResponse")))
 
     async def delete_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         """endpoints.delete: FAILED_PRECONDITION while a model is deployed on it; a done operation otherwise."""
-        record = self.backend.delete_endpoint(project, location, endpoint)
-        return JSONResponse(self.backend.insert_operation(record.endpoint_name, _done_operation(
+        record = self.tuned_models.delete_endpoint(project, location, endpoint)
+        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
             _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
 
     async def delete_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
         """models.delete: FAILED_PRECONDITION while it is deployed; a done operation otherwise. The trained
         weights are removed from the data dir."""
-        record = self.backend.delete_model(project, location, model)
+        record = self.tuned_models.delete_model(project, location, model)
         await run_in_threadpool(self._remove_model_files, record.model_dir)
-        return JSONResponse(self.backend.insert_operation(record.model_name.split("@")[0], _done_operation(
+        return JSONResponse(self.tuned_models.insert_operation(record.model_name.split("@")[0], _done_operation(
             _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
 
     async def get_operation(self, request: Request, project: str, location: str, operation: str,
                             **resource: str) -> JSONResponse:
-        return JSONResponse(self.backend.operation(_operation_name(request)))
+        return JSONResponse(self.tuned_models.operation(_operation_name(request)))
 
     async def wait_operation(self, request: Request, project: str, location: str, operation: str,
                              **resource: str) -> JSONResponse:
         """operations.wait: every emulated operation is done when it is returned, so there is nothing to wait for."""
         await read_json(request, self.max_json_bytes)
-        return JSONResponse(self.backend.operation(_operation_name(request).removesuffix(":wait")))
+        return JSONResponse(self.tuned_models.operation(_operation_name(request).removesuffix(":wait")))
 
     def _remove_model_files(self, model_dir: str) -> None:
         """Delete a deleted model's weights, only ever inside the runner's work dir."""
@@ -211,7 +204,7 @@ class VertexApi:
 
     async def generate_content(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         body = await read_json(request, self.max_json_bytes)
-        record = self.backend.tuned_model_by_endpoint(project, location, endpoint)
+        record = self.tuned_models.by_endpoint(project, location, endpoint)
         if not record.deployed:
             # What Vertex AI answers for an endpoint whose models were all undeployed: the endpoint exists (so not
             # NOT_FOUND, which the emulator keeps for a missing or deleted endpoint) but cannot serve.
@@ -255,4 +248,3 @@ def _done_operation(version: str, metadata_type: str, response_type: str) -> dic
                          "genericMetadata": {"createTime": now, "updateTime": now}},
             "done": True,
             "response": {"@type": f"type.googleapis.com/{response_type}"}}
-

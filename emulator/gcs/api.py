@@ -20,7 +20,6 @@ Routes (JSON API v1; `{object=**}` is the URL-encoded object name, re-read from 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import re
@@ -34,15 +33,14 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from emulator.errors import GoogleApiError, InvalidArgument, NotFound, PayloadTooLarge, Unimplemented
-from emulator.gcs.errors import RangeNotSatisfiable, UploadCancelled
+from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, OutOfRange, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
-from emulator.gcs.store import (OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions,
-                                etag, now)
+from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions, etag
 from emulator.gcs.streams import (Body, Reader, Sink, b64, crc32c_b64, file_chunks, fsync_path, multipart_boundary,
                                   parse_content_range, parse_part_headers, parse_range)
+from emulator.paging import after_key, with_next_page
 from emulator.requests import read_json
-from emulator.routing import Route
+from emulator.routes import ApiRoute, route
 
 _MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
 _MAX_PAGE = 1000
@@ -62,22 +60,6 @@ def _int_param(request: Request, name: str) -> int | None:
 def _preconditions(request: Request) -> dict[str, int]:
     names = ("ifGenerationMatch", "ifGenerationNotMatch", "ifMetagenerationMatch", "ifMetagenerationNotMatch")
     return {name: value for name in names if (value := _int_param(request, name)) is not None}
-
-
-def _encode_token(payload: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
-
-
-def _decode_token(token: str | None) -> dict[str, Any] | None:
-    if not token:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if isinstance(payload, dict):
-            return payload
-    except ValueError:
-        pass
-    raise InvalidArgument(f"Invalid pageToken: {token!r}.")
 
 
 def _max_results(request: Request) -> int:
@@ -102,33 +84,29 @@ def _object_name_from(request: Request, param: str) -> str:
     return param.replace("%3F", "?").replace("%23", "#").replace("%5C", "\\")
 
 
-def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(payload, status_code=status, headers=headers)
-
-
 class GcsApi:
     """Handlers of the bucket, object and upload routes, served from one ObjectStore."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            Route("POST", "/storage/v1/b", self.insert_bucket),
-            Route("GET", "/storage/v1/b", self.list_buckets),
-            Route("GET", "/storage/v1/b/{bucket}", self.get_bucket),
-            Route("PATCH", "/storage/v1/b/{bucket}", self.patch_bucket),
-            Route("PUT", "/storage/v1/b/{bucket}", self.patch_bucket),
-            Route("DELETE", "/storage/v1/b/{bucket}", self.delete_bucket),
-            Route("GET", "/storage/v1/b/{bucket}/o", self.list_objects),
-            Route("GET", "/storage/v1/b/{bucket}/o/{object=**}", self.get_object),
-            Route("PATCH", "/storage/v1/b/{bucket}/o/{object=**}", self.patch_object),
-            Route("PUT", "/storage/v1/b/{bucket}/o/{object=**}", self.patch_object),
-            Route("DELETE", "/storage/v1/b/{bucket}/o/{object=**}", self.delete_object),
-            Route("GET", "/download/storage/v1/b/{bucket}/o/{object=**}", self.download_object),
-            Route("POST", "/upload/storage/v1/b/{bucket}/o", self.insert_object),
-            Route("PUT", "/upload/storage/v1/b/{bucket}/o", self.put_chunk),
-            Route("DELETE", "/upload/storage/v1/b/{bucket}/o", self.cancel_upload),
+            route("POST", "/storage/v1/b", self.insert_bucket),
+            route("GET", "/storage/v1/b", self.list_buckets),
+            route("GET", "/storage/v1/b/{bucket}", self.get_bucket),
+            route("PATCH", "/storage/v1/b/{bucket}", self.patch_bucket),
+            route("PUT", "/storage/v1/b/{bucket}", self.patch_bucket),
+            route("DELETE", "/storage/v1/b/{bucket}", self.delete_bucket),
+            route("GET", "/storage/v1/b/{bucket}/o", self.list_objects),
+            route("GET", "/storage/v1/b/{bucket}/o/{object=**}", self.get_object),
+            route("PATCH", "/storage/v1/b/{bucket}/o/{object=**}", self.patch_object),
+            route("PUT", "/storage/v1/b/{bucket}/o/{object=**}", self.patch_object),
+            route("DELETE", "/storage/v1/b/{bucket}/o/{object=**}", self.delete_object),
+            route("GET", "/download/storage/v1/b/{bucket}/o/{object=**}", self.download_object),
+            route("POST", "/upload/storage/v1/b/{bucket}/o", self.insert_object),
+            route("PUT", "/upload/storage/v1/b/{bucket}/o", self.put_chunk),
+            route("DELETE", "/upload/storage/v1/b/{bucket}/o", self.cancel_upload),
         ]
 
     def _base_of(self, request: Request) -> str:
@@ -142,30 +120,27 @@ class GcsApi:
         body = await read_json(request, _MAX_METADATA_BYTES)
         project = request.query_params.get("project") or self.store.project
         row = self.store.create_bucket(project, body)
-        return _json(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def list_buckets(self, request: Request) -> Response:
         project = request.query_params.get("project") or self.store.project
-        token = _decode_token(request.query_params.get("pageToken"))
         rows, last = self.store.list_buckets(project, request.query_params.get("prefix", ""), _max_results(request),
-                                             token.get("after") if token else None)
+                                             after_key(request))
         base = self._base_of(request)
         payload: dict[str, Any] = {"kind": "storage#buckets"}
         if rows:
             payload["items"] = [self.store.bucket_resource(row, base) for row in rows]
-        if last is not None:
-            payload["nextPageToken"] = _encode_token({"after": last})
-        return _json(payload)
+        return JSONResponse(with_next_page(payload, last))
 
     async def get_bucket(self, request: Request, bucket: str) -> Response:
         row = self.store.bucket_row(bucket)
         self.store.check_bucket_conditions(row, _preconditions(request), read=True)
-        return _json(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def patch_bucket(self, request: Request, bucket: str) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.patch_bucket(bucket, body, request.method == "PUT", _preconditions(request))
-        return _json(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def delete_bucket(self, request: Request, bucket: str) -> Response:
         self.store.delete_bucket(bucket, _preconditions(request))
@@ -185,7 +160,7 @@ class GcsApi:
         name = _object_name_from(request, object)
         if request.query_params.get("alt") == "media":
             return await self._media(request, bucket, name)
-        return _json(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
+        return JSONResponse(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
 
     async def download_object(self, request: Request, bucket: str, object: str) -> Response:
         alt = request.query_params.get("alt", "media")
@@ -206,7 +181,7 @@ class GcsApi:
         size = row["size"]
         try:
             byte_range = parse_range(request.headers.get("range"), size)
-        except RangeNotSatisfiable as error:
+        except OutOfRange as error:
             stream.close()
             response = error.to_response()
             response.headers["content-range"] = f"bytes */{size}"
@@ -242,11 +217,13 @@ class GcsApi:
         if params.get("matchGlob"):
             raise Unimplemented("matchGlob is not implemented by the emulator.")
         limit = _max_results(request)
-        token = _decode_token(params.get("pageToken"))
+        after = after_key(request)  # [name, whether it is a prefix]
+        if after is not None and not (isinstance(after, list) and len(after) == 2 and isinstance(after[0], str)):
+            raise InvalidArgument("Invalid page token.")
         entries = self.store.iter_entries(
             bucket, params.get("prefix", ""), params.get("delimiter", ""), params.get("startOffset", ""),
             params.get("endOffset", ""), params.get("includeTrailingDelimiter", "").lower() == "true",
-            token.get("after") if token else None, bool(token.get("prefix")) if token else False)
+            after[0] if after else None, bool(after[1]) if after else False)
         items, prefixes, last = [], [], None
         base = self._base_of(request)
         more = False
@@ -256,18 +233,16 @@ class GcsApi:
                 break
             if kind == "item":
                 items.append(self.store.object_resource(value, base))
-                last = (value["name"], False)
+                last = [value["name"], False]
             else:
                 prefixes.append(value)
-                last = (value, True)
+                last = [value, True]
         payload: dict[str, Any] = {"kind": "storage#objects"}
         if prefixes:
             payload["prefixes"] = prefixes
         if items:
             payload["items"] = items
-        if more and last is not None:
-            payload["nextPageToken"] = _encode_token({"after": last[0], "prefix": last[1]})
-        return _json(payload)
+        return JSONResponse(with_next_page(payload, last if more else None))
 
     async def delete_object(self, request: Request, bucket: str, object: str) -> Response:
         self.store.delete_object(bucket, _object_name_from(request, object), _int_param(request, "generation"),
@@ -279,7 +254,7 @@ class GcsApi:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.patch_object(bucket, name, body, request.method == "PUT", _int_param(request, "generation"),
                                       _preconditions(request))
-        return _json(self.store.object_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
 
     # -- uploads ----------------------------------------------------------------------------------------------
 
@@ -301,14 +276,14 @@ class GcsApi:
                         content_type=metadata.get("contentType") or content_type or "application/octet-stream",
                         fields=fields, preconditions=_preconditions(request),
                         expected_md5=metadata.get("md5Hash"), expected_crc32c=metadata.get("crc32c"))
-        current = self.store.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
-        check_preconditions(current, new.preconditions)   # fail fast; checked again when committing
+        # Fail fast; checked again when committing.
+        check_preconditions(self.store.live_object_row(bucket, name), new.preconditions)
         return new
 
     def _check_declared_size(self, request: Request, slack: int = 0) -> None:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.store.max_upload_bytes + slack:
-            raise PayloadTooLarge(self._too_large(int(declared)))
+            raise too_large(self._too_large(int(declared)))
 
     def _too_large(self, size: int | None = None) -> str:
         shown = f" of {size} bytes" if size is not None else ""
@@ -320,7 +295,7 @@ class GcsApi:
         try:
             async for chunk in chunks:
                 if sink.written + len(chunk) > self.store.max_upload_bytes:
-                    raise PayloadTooLarge(self._too_large())
+                    raise too_large(self._too_large())
                 await sink.write(chunk)
         except BaseException:
             await sink.close(sync=False)
@@ -346,7 +321,7 @@ class GcsApi:
             else:
                 raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
             row = self.store.commit(new, temp, size, md5_b64, crc_b64)
-            return _json(self.store.object_resource(row, self._base_of(request)))
+            return JSONResponse(self.store.object_resource(row, self._base_of(request)))
         except GoogleApiError:
             await body.drain()
             raise
@@ -397,19 +372,14 @@ class GcsApi:
         declared = request.headers.get("x-upload-content-length")
         total = int(declared) if declared and declared.isdigit() else None
         if total is not None and total > self.store.max_upload_bytes:
-            raise PayloadTooLarge(self._too_large(total))
+            raise too_large(self._too_large(total))
         resource = dict(new.fields)
         for key in ("md5Hash", "crc32c"):
             if metadata.get(key):
                 resource[key] = metadata[key]
         upload_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.store.upload_path(upload_id).touch()
-        _micros, stamp = now()
-        with self.store.db.transaction() as conn:
-            conn.execute("INSERT INTO gcs_uploads (upload_id, bucket, name, resource, content_type, total_size, "
-                         "received, preconditions, created) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                         (upload_id, bucket, new.name, json.dumps(resource), new.content_type, total,
-                          json.dumps(new.preconditions), stamp))
+        self.store.insert_upload(upload_id, new, resource, total)
         location = (f"{self._base_of(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
                     f"&name={quote(new.name, safe='')}&upload_id={upload_id}")
         return Response(status_code=200, headers={"location": location, "x-guploader-uploadid": upload_id,
@@ -439,11 +409,10 @@ class GcsApi:
         return Response(status_code=308, headers=headers)
 
     def _finished(self, request: Request, upload: Upload) -> Response:
-        row = self.store.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?",
-                                      (upload.bucket, upload.name))
+        row = self.store.live_object_row(upload.bucket, upload.name)
         if row is None or row["generation"] != upload.result_generation:
             raise NotFound(f"The object uploaded by session {upload.upload_id} no longer exists.")
-        return _json(self.store.object_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
 
     async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: Body) -> Response:
         upload = self.store.load_upload(upload_id, bucket)
@@ -460,7 +429,7 @@ class GcsApi:
             first, last, total = parse_content_range(header)
         if total is not None:
             if total > self.store.max_upload_bytes:
-                raise PayloadTooLarge(self._too_large(total))
+                raise too_large(self._too_large(total))
             if upload.total_size is not None and total != upload.total_size:
                 raise InvalidArgument(f"Content-Range total {total} differs from the declared size "
                                       f"{upload.total_size} of the upload.")
@@ -497,7 +466,7 @@ class GcsApi:
                     if not chunk:
                         continue
                 if upload.received + sink.written + len(chunk) > self.store.max_upload_bytes:
-                    raise PayloadTooLarge(self._too_large())
+                    raise too_large(self._too_large())
                 await sink.write(chunk)
         finally:
             try:
@@ -505,9 +474,7 @@ class GcsApi:
             finally:
                 upload.received += sink.written
                 self.store.hash_states[upload_id] = HashState(upload.received, sink.md5, sink.crc)
-                with self.store.db.transaction() as conn:
-                    conn.execute("UPDATE gcs_uploads SET received = ? WHERE upload_id = ?",
-                                 (upload.received, upload_id))
+                self.store.record_received(upload_id, upload.received)
         if expected is not None and seen < expected:
             raise InvalidArgument(f"Request body has {seen} bytes; Content-Range {header!r} announced {expected}.")
         if header is None:
@@ -538,12 +505,8 @@ class GcsApi:
         except GoogleApiError:
             self.store.drop_upload(upload.upload_id)   # a failed finalisation ends the session, as in GCS
             raise
-        with self.store.db.transaction() as conn:
-            conn.execute("UPDATE gcs_uploads SET result_generation = ? WHERE upload_id = ?",
-                         (row["generation"], upload.upload_id))
-        self.store.hash_states.pop(upload.upload_id, None)
-        self.store.upload_locks.pop(upload.upload_id, None)
-        return _json(self.store.object_resource(row, self._base_of(request)))
+        self.store.finish_upload(upload.upload_id, row["generation"])
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
 
     async def cancel_upload(self, request: Request, bucket: str) -> Response:
         upload_id = request.query_params.get("upload_id")
@@ -551,9 +514,9 @@ class GcsApi:
             raise InvalidArgument("Missing upload_id.")
         self.store.load_upload(upload_id, bucket)
         self.store.drop_upload(upload_id)
-        raise UploadCancelled("Upload cancelled by the client.")
+        raise Cancelled("Upload cancelled by the client.")
 
 
-def gcs_routes(store: ObjectStore) -> list[Route]:
+def gcs_routes(store: ObjectStore) -> list[ApiRoute]:
     """The GCS JSON API routes served from `store`."""
     return GcsApi(store).routes()

@@ -24,8 +24,7 @@ from urllib.parse import quote
 import google_crc32c
 
 from emulator.db import Database
-from emulator.errors import AlreadyExists, InvalidArgument, NotFound
-from emulator.gcs.errors import PRECONDITION_MESSAGE, BucketNotEmpty, NotModified, PreconditionFailed
+from emulator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, NotModified
 from emulator.gcs.names import validate_bucket_name, validate_object_name
 from emulator.gcs.streams import IO_CHUNK
 
@@ -109,21 +108,25 @@ def _project_number(project: str) -> str:
     return str(int.from_bytes(hashlib.sha256(project.encode()).digest()[:8], "big") % 10**12)
 
 
+def _precondition_failed() -> FailedPrecondition:
+    return FailedPrecondition("At least one of the pre-conditions you specified did not hold.", http_status=412)
+
+
 def check_preconditions(current: sqlite3.Row | None, conditions: dict[str, int], read: bool = False) -> None:
     """412 when a precondition fails (304 for the *NotMatch ones on reads, as GCS does)."""
     generation = current["generation"] if current is not None else 0
     metageneration = current["metageneration"] if current is not None else None
     if "ifGenerationMatch" in conditions and conditions["ifGenerationMatch"] != generation:
-        raise PreconditionFailed(PRECONDITION_MESSAGE)
+        raise _precondition_failed()
     if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != metageneration:
-        raise PreconditionFailed(PRECONDITION_MESSAGE)
+        raise _precondition_failed()
     not_match = (("ifGenerationNotMatch" in conditions and conditions["ifGenerationNotMatch"] == generation)
                  or ("ifMetagenerationNotMatch" in conditions
                      and conditions["ifMetagenerationNotMatch"] == metageneration))
     if not_match:
         if read:
             raise NotModified()
-        raise PreconditionFailed(PRECONDITION_MESSAGE)
+        raise _precondition_failed()
 
 
 def _successor(prefix: str) -> str | None:
@@ -267,7 +270,7 @@ class ObjectStore:
         return row
 
     def object_row(self, bucket: str, name: str) -> sqlite3.Row:
-        row = self.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
+        row = self.live_object_row(bucket, name)
         if row is None:
             if not self.bucket_exists(bucket):
                 raise NotFound("The specified bucket does not exist.")
@@ -391,9 +394,9 @@ class ObjectStore:
     def check_bucket_conditions(row: sqlite3.Row, conditions: dict[str, int], read: bool = False) -> None:
         """412 when a metageneration precondition fails (304 for ifMetagenerationNotMatch on reads)."""
         if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != row["metageneration"]:
-            raise PreconditionFailed(PRECONDITION_MESSAGE)
+            raise _precondition_failed()
         if conditions.get("ifMetagenerationNotMatch") == row["metageneration"]:
-            raise NotModified() if read else PreconditionFailed(PRECONDITION_MESSAGE)
+            raise NotModified() if read else _precondition_failed()
 
     def delete_bucket(self, bucket: str, conditions: dict[str, int]) -> None:
         with self.db.transaction() as conn:
@@ -402,7 +405,7 @@ class ObjectStore:
                 raise NotFound("The specified bucket does not exist.")
             self.check_bucket_conditions(row, conditions)
             if conn.execute("SELECT 1 FROM gcs_objects WHERE bucket = ? LIMIT 1", (bucket,)).fetchone():
-                raise BucketNotEmpty("The bucket you tried to delete is not empty.")
+                raise FailedPrecondition("The bucket you tried to delete is not empty.", http_status=409)
             uploads = [r["upload_id"] for r in
                        conn.execute("SELECT upload_id FROM gcs_uploads WHERE bucket = ?", (bucket,))]
             conn.execute("DELETE FROM gcs_uploads WHERE bucket = ?", (bucket,))
@@ -557,6 +560,30 @@ class ObjectStore:
                 return
 
     # -- resumable sessions -----------------------------------------------------------------------------------
+
+    def live_object_row(self, bucket: str, name: str) -> sqlite3.Row | None:
+        """The object's row, or None when there is no such object."""
+        return self.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
+
+    def insert_upload(self, upload_id: str, new: NewObject, resource: dict[str, Any], total: int | None) -> None:
+        """Record a new resumable session for `new` (its future metadata `resource`, its size if declared)."""
+        _micros, stamp = now()
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO gcs_uploads (upload_id, bucket, name, resource, content_type, total_size, "
+                         "received, preconditions, created) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                         (upload_id, new.bucket, new.name, json.dumps(resource), new.content_type, total,
+                          json.dumps(new.preconditions), stamp))
+
+    def record_received(self, upload_id: str, received: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE gcs_uploads SET received = ? WHERE upload_id = ?", (received, upload_id))
+
+    def finish_upload(self, upload_id: str, generation: int) -> None:
+        """Mark the session done with the object generation it made (a retried final chunk gets that object)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE gcs_uploads SET result_generation = ? WHERE upload_id = ?", (generation, upload_id))
+        self.hash_states.pop(upload_id, None)
+        self.upload_locks.pop(upload_id, None)
 
     def load_upload(self, upload_id: str, bucket: str) -> Upload:
         row = self.db.query_one("SELECT * FROM gcs_uploads WHERE upload_id = ? AND bucket = ?", (upload_id, bucket))

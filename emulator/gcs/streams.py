@@ -17,8 +17,7 @@ import anyio
 import google_crc32c
 from starlette.requests import ClientDisconnect, Request
 
-from emulator.errors import InvalidArgument
-from emulator.gcs.errors import RangeNotSatisfiable
+from emulator.errors import InvalidArgument, OutOfRange
 
 IO_CHUNK = 1024 * 1024             # bytes per disk write / read
 _DRAIN_LIMIT = 256 * 1024 * 1024   # bytes of an unwanted body read and dropped before answering an error
@@ -177,12 +176,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first_raw == "":
         suffix = int(last_raw)
         if suffix == 0:
-            raise RangeNotSatisfiable(f"Request range not satisfiable: {header}")
+            raise OutOfRange(f"Request range not satisfiable: {header}", http_status=416)
         return max(0, size - suffix), size - 1
     first = int(first_raw)
     last = min(int(last_raw), size - 1) if last_raw else size - 1
     if first >= size or first > last:
-        raise RangeNotSatisfiable(f"Request range not satisfiable: {header}")
+        raise OutOfRange(f"Request range not satisfiable: {header}", http_status=416)
     return first, last
 
 

@@ -19,15 +19,11 @@ import requests
 import uvicorn
 from google.api_core import exceptions
 from google.cloud import storage
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.routing import Route as StarletteRoute
 
 from emulator.db import Database
 from emulator.gcs import ObjectStore, gcs_routes
-from emulator.routing import Router
+from emulator.routes import api_app
 
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 PROJECT = "test-project"
 MAX_UPLOAD = 300 * 1024 * 1024
 
@@ -51,15 +47,17 @@ def make_store(data_dir: Path, max_upload_bytes: int = MAX_UPLOAD) -> ObjectStor
 @contextmanager
 def serve(store: ObjectStore, data_dir: Path) -> Iterator[Served]:
     """The GCS routes in a Starlette app served by uvicorn on a free port, in a thread."""
-    router = Router(gcs_routes(store))
     calls: list[tuple[str, str, str, int]] = []
+    gcs = api_app(gcs_routes(store))
 
-    async def endpoint(request: Request):
-        response = await router.dispatch(request)
-        calls.append((request.method, request.url.path, request.url.query, response.status_code))
-        return response
+    async def app(scope, receive, send):  # records each request's status as it is sent
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                calls.append((scope["method"], scope["path"], scope["query_string"].decode(), message["status"]))
+            await send(message)
 
-    app = Starlette(routes=[StarletteRoute("/{path:path}", endpoint, methods=ALL_METHODS)])
+        await gcs(scope, receive, recording_send if scope["type"] == "http" else send)
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                           lifespan="off", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,6 +1,6 @@
 """The job runner: the end of a run is atomic with a cancel, bounded memory, a robust metric reader, reset, orphans.
 
-Most tests drive `JobRunner._run` synchronously on a runner that was never started, with a store that serves
+Most tests drive `JobRunner.run` synchronously on a runner that was never started, with a store that serves
 local files, and put a cancel at an exact point of the run by wrapping one of the runner's steps (no sleeps).
 """
 
@@ -21,19 +21,23 @@ from typing import Any
 import pytest
 import requests
 
-from emulator import runner as runner_module
+from emulator import job_runner as runner_module
+from emulator import training_data
 from emulator.db import Database
-from emulator.errors import FailedPrecondition, NotFound
-from emulator.runner import JobFailed, JobRunner, Reservoir, _STOP
+from emulator.errors import FailedPrecondition, Internal, NotFound
+from emulator.job_runner import JobRunner
+from emulator.job_store import JobStore
+from emulator.jobs import ENDED_STATES, JobState
+from emulator.model import base_model
 from emulator.settings import TrainingSettings
 from emulator.stats import distribution, supervised_tuning_data_stats
-from emulator.trainer import METRIC_PREFIX, PARENT_PID_ENV
-from emulator.tuning_backend import TuningBackend
+from emulator.trainer_process import METRIC_PREFIX, PARENT_PID_ENV
+from emulator.training_data import JobFailed, Reservoir, prepare_training_run
+from emulator.tuned_models import TunedModels
 from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, control, upload
 from tests.emulator.helpers import wait_for, wait_until_ended, wait_until_state
 from tuning import dataset as dataset_module
 from tuning.dataset import example_pairs, iter_examples
-from emulator.job_state import JobState
 
 TINY = TrainingSettings(d_model=16, n_layers=1, n_heads=2, max_len=64, batch_size=2, steps=4, eval_every=2)
 BUCKET = "datasets"
@@ -74,7 +78,9 @@ class LocalStore:
 class Harness:
     def __init__(self, root: Path, training: TrainingSettings = TINY) -> None:
         self.root = root
-        self.backend = TuningBackend(Database(root / "state.sqlite3"))
+        db = Database(root / "state.sqlite3")
+        self.backend = JobStore(db)
+        self.tuned_models = TunedModels(db)
         self.store = LocalStore()
         self.runner = JobRunner(self.backend, self.store, training, root / "jobs")
 
@@ -101,7 +107,7 @@ def harness(tmp_path: Path) -> Harness:
 
 
 def fake_train(harness: Harness, *, cancel: bool = False, fail: bool = False):
-    """A stand-in for `JobRunner._train` that writes a model dir, optionally cancels the job as it returns."""
+    """A stand-in for `JobRunner.train` that writes a model dir, optionally cancels the job as it returns."""
     calls: list[str] = []
 
     def train(job_id: str, job_dir: Path, *args: Any) -> bool:
@@ -110,7 +116,7 @@ def fake_train(harness: Harness, *, cancel: bool = False, fail: bool = False):
         if cancel:
             harness.cancel(job_id)
         if fail:
-            raise JobFailed(13, "INTERNAL: training exited with status 1: boom")
+            raise JobFailed(Internal("training exited with status 1: boom"))
         return True
 
     train.calls = calls  # type: ignore[attr-defined]
@@ -122,7 +128,7 @@ def assert_cancelled_without_model(harness: Harness, job_id: str) -> None:
     assert job["state"] == "JOB_STATE_CANCELLED", job
     assert job["error"]["code"] == 1
     assert "endTime" in job and "tunedModel" not in job
-    assert harness.backend.tuned_models_of_job(job_id) == []
+    assert harness.tuned_models.of_job(job_id) == []
 
 
 # --- 1. the final transition and a cancel -----------------------------------------------------------------
@@ -132,15 +138,15 @@ def test_cancel_during_validation_of_a_dataset_broken_on_its_last_line_ends_canc
                                                                                           monkeypatch):
     uri = harness.store.add("train.jsonl", write_dataset(tmp_path / "train.jsonl", 50, broken_last_line=True))
     job_id = harness.create(uri)
-    real_validate = runner_module.validate_stream
+    real_validate = training_data.validate_stream
 
     def cancel_then_validate(*args: Any, **kwargs: Any):
         harness.cancel(job_id)  # the user cancels while the runner reads the data
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "validate_stream", cancel_then_validate)
+    monkeypatch.setattr(training_data, "validate_stream", cancel_then_validate)
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     assert_cancelled_without_model(harness, job_id)
 
@@ -148,20 +154,20 @@ def test_cancel_during_validation_of_a_dataset_broken_on_its_last_line_ends_canc
 def test_cancel_during_preparation_starts_no_trainer(harness, tmp_path, monkeypatch):
     uri = harness.store.add("train.jsonl", write_dataset(tmp_path / "train.jsonl", 50))
     job_id = harness.create(uri)
-    real_prepare = JobRunner._prepare
+    real_prepare = runner_module.prepare_training_run
 
-    def prepare_then_cancel(self: JobRunner, *args: Any) -> Any:
-        result = real_prepare(self, *args)
+    def prepare_then_cancel(*args: Any) -> Any:
+        result = real_prepare(*args)
         harness.cancel(job_id)
         return result
 
     def no_child(*args: Any, **kwargs: Any):
         raise AssertionError("a trainer was started for a cancelled job")
 
-    monkeypatch.setattr(JobRunner, "_prepare", prepare_then_cancel)
+    monkeypatch.setattr(runner_module, "prepare_training_run", prepare_then_cancel)
     monkeypatch.setattr(runner_module.subprocess, "Popen", no_child)
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     assert_cancelled_without_model(harness, job_id)
 
@@ -169,9 +175,9 @@ def test_cancel_during_preparation_starts_no_trainer(harness, tmp_path, monkeypa
 def test_cancel_as_training_finishes_ends_cancelled_without_a_tuned_model(harness, tmp_path, monkeypatch):
     uri = harness.store.add("train.jsonl", write_dataset(tmp_path / "train.jsonl", 50))
     job_id = harness.create(uri)
-    monkeypatch.setattr(harness.runner, "_train", fake_train(harness, cancel=True))
+    monkeypatch.setattr(harness.runner, "train", fake_train(harness, cancel=True))
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     assert_cancelled_without_model(harness, job_id)
 
@@ -179,7 +185,7 @@ def test_cancel_as_training_finishes_ends_cancelled_without_a_tuned_model(harnes
 def test_cancel_just_before_the_final_transition_ends_cancelled(harness, tmp_path, monkeypatch):
     uri = harness.store.add("train.jsonl", write_dataset(tmp_path / "train.jsonl", 50))
     job_id = harness.create(uri)
-    monkeypatch.setattr(harness.runner, "_train", fake_train(harness))
+    monkeypatch.setattr(harness.runner, "train", fake_train(harness))
     real_end = harness.backend.end_job
 
     def cancel_then_end(*args: Any, **kwargs: Any):
@@ -188,7 +194,7 @@ def test_cancel_just_before_the_final_transition_ends_cancelled(harness, tmp_pat
 
     monkeypatch.setattr(harness.backend, "end_job", cancel_then_end)
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     assert_cancelled_without_model(harness, job_id)
 
@@ -196,14 +202,14 @@ def test_cancel_just_before_the_final_transition_ends_cancelled(harness, tmp_pat
 def test_cancel_just_after_the_final_transition_is_refused_and_the_model_stays(harness, tmp_path, monkeypatch):
     uri = harness.store.add("train.jsonl", write_dataset(tmp_path / "train.jsonl", 50))
     job_id = harness.create(uri)
-    monkeypatch.setattr(harness.runner, "_train", fake_train(harness))
+    monkeypatch.setattr(harness.runner, "train", fake_train(harness))
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     with pytest.raises(FailedPrecondition):
         harness.cancel(job_id)
     job = harness.job(job_id)
-    [model] = harness.backend.tuned_models_of_job(job_id)
+    [model] = harness.tuned_models.of_job(job_id)
     assert job["state"] == "JOB_STATE_SUCCEEDED"
     assert job["tunedModel"] == {"model": model.model_name, "endpoint": model.endpoint_name}
     assert Path(model.model_dir).is_dir()
@@ -212,9 +218,9 @@ def test_cancel_just_after_the_final_transition_is_refused_and_the_model_stays(h
 def test_trainer_failure_after_a_cancel_ends_cancelled(harness, tmp_path, monkeypatch):
     uri = harness.store.add("train.jsonl", write_dataset(tmp_path / "train.jsonl", 50))
     job_id = harness.create(uri)
-    monkeypatch.setattr(harness.runner, "_train", fake_train(harness, cancel=True, fail=True))
+    monkeypatch.setattr(harness.runner, "train", fake_train(harness, cancel=True, fail=True))
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     assert_cancelled_without_model(harness, job_id)
 
@@ -227,12 +233,13 @@ def test_runner_crash_after_a_cancel_ends_cancelled_and_the_worker_survives(harn
         harness.cancel(job_id)
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(harness.runner, "_train", crash)
-    harness.runner._queue.put(job_id)
-    harness.runner._queue.put("no-such-job")  # a job a reset forgot: the worker must go on
-    harness.runner._queue.put(_STOP)
-
-    harness.runner._work()
+    monkeypatch.setattr(harness.runner, "train", crash)
+    harness.runner.submit("no-such-job")  # a job a reset forgot: the worker must go on
+    harness.runner.start()  # queues the PENDING job after it
+    try:
+        wait_for(lambda: harness.job(job_id), lambda job: JobState[job["state"]] in ENDED_STATES, timeout=60)
+    finally:
+        harness.runner.stop()
 
     assert_cancelled_without_model(harness, job_id)
 
@@ -240,15 +247,15 @@ def test_runner_crash_after_a_cancel_ends_cancelled_and_the_worker_survives(harn
 def test_served_cancel_while_a_broken_dataset_is_read_ends_cancelled(emulator, tmp_path, monkeypatch):
     uri = upload(emulator, BUCKET, "broken.jsonl", write_dataset(tmp_path / "broken.jsonl", 200,
                                                                    broken_last_line=True))
-    backend = emulator.state.backend
-    real_validate = runner_module.validate_stream
+    backend = emulator.state.jobs
+    real_validate = training_data.validate_stream
 
     def cancel_then_validate(*args: Any, **kwargs: Any):
         for job in backend.jobs_in_states({JobState.JOB_STATE_RUNNING}):  # the user cancels through the API
             requests.post(f"{emulator.url}/v1/{job['name']}:cancel", json={}, timeout=30).raise_for_status()
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "validate_stream", cancel_then_validate)
+    monkeypatch.setattr(training_data, "validate_stream", cancel_then_validate)
     created = requests.post(f"{emulator.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs", timeout=30,
                             json={"baseModel": "translation-llm-002",
                                   "supervisedTuningSpec": {"trainingDatasetUri": uri}}).json()
@@ -272,14 +279,14 @@ def test_preparation_memory_is_bounded_by_the_sample_not_the_dataset(harness, tm
 
     tracemalloc.start()
     try:
-        harness.runner._prepare(harness.job(job_id), run_dir)
+        _, data_stats = prepare_training_run(harness.job(job_id), harness.store, TINY, run_dir)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
     request = json.loads((run_dir / "request.json").read_text())
     capacity = TINY.steps * TINY.batch_size
-    stats = harness.job(job_id)["tuningDataStats"]["supervisedTuningDataStats"]
+    stats = data_stats["supervisedTuningDataStats"]
     # 20,000 examples are ~1.4 MB of file and ~10x that as Python objects; a streamed run holds a few blocks.
     assert peak < path.stat().st_size / 2, f"peak {peak:,} bytes for a {path.stat().st_size:,}-byte dataset"
     assert len(request["train"]) == capacity
@@ -297,7 +304,7 @@ def test_sample_is_deterministic_and_a_small_dataset_is_kept_whole_in_order(harn
     def prepared(uri: str) -> list[list[str]]:
         run_dir = tmp_path / f"run-{random.random()}"
         run_dir.mkdir()
-        harness.runner._prepare(harness.job(harness.create(uri)), run_dir)
+        prepare_training_run(harness.job(harness.create(uri)), harness.store, TINY, run_dir)
         return json.loads((run_dir / "request.json").read_text())["train"]
 
     first, second = prepared(big), prepared(big)
@@ -312,7 +319,7 @@ def test_sample_size_counts_the_epochs(harness, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
 
-    steps = harness.runner._prepare(harness.job(harness.create(uri, epochCount=3)), run_dir)
+    steps, _ = prepare_training_run(harness.job(harness.create(uri, epochCount=3)), harness.store, TINY, run_dir)
 
     assert steps == 3 * TINY.steps
     assert len(json.loads((run_dir / "request.json").read_text())["train"]) == 3 * TINY.steps * TINY.batch_size
@@ -324,7 +331,7 @@ def test_each_dataset_object_is_opened_once(harness, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
 
-    harness.runner._prepare(harness.job(harness.create(train, validation)), run_dir)
+    prepare_training_run(harness.job(harness.create(train, validation)), harness.store, TINY, run_dir)
 
     assert harness.store.opens == {"train.jsonl": 1, "validation.jsonl": 1}
     assert len(json.loads((run_dir / "request.json").read_text())["validation"]) == 10
@@ -397,7 +404,7 @@ def test_metric_reader_drops_non_finite_values_and_keeps_draining(harness):
         metric_line(30, train_total_loss=1.5, eval_total_loss=1.9),
     ])
 
-    harness.runner._read_metrics(job_id, child)
+    harness.runner.store_metrics(job_id, child.stdout)
 
     assert next(child.lines, None) is None  # every line was read
     series = harness.backend.metric_series(job_id)
@@ -417,7 +424,7 @@ def test_metric_reader_survives_a_storage_error(harness, monkeypatch):
     monkeypatch.setattr(harness.backend, "add_metric_point", flaky)
     child = FakeChild([metric_line(10, train_total_loss=2.0), metric_line(20, train_total_loss=1.0)])
 
-    harness.runner._read_metrics(job_id, child)
+    harness.runner.store_metrics(job_id, child.stdout)
 
     assert [p["step"] for p in harness.backend.metric_series(job_id)["/train_total_loss"]] == [20]
 
@@ -430,13 +437,13 @@ def test_training_that_overruns_its_time_limit_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_module, "TIME_LIMIT_PER_STEP_SECONDS", 0.0)
 
     started = time.monotonic()
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
     job = harness.job(job_id)
     assert job["state"] == "JOB_STATE_FAILED", job
     assert job["error"]["code"] == 4
     assert job["error"]["message"].startswith("DEADLINE_EXCEEDED: training did not finish within 1 s")
-    assert harness.backend.tuned_models_of_job(job_id) == []
+    assert harness.tuned_models.of_job(job_id) == []
     assert time.monotonic() - started < 30
 
 
@@ -449,7 +456,7 @@ def test_time_limit_is_ten_minutes_plus_a_second_and_the_delay_per_step():
 # --- 4. reset ---------------------------------------------------------------------------------------------
 
 
-def test_reset_stops_the_trainer_and_empties_the_jobs_dir(slow_emulator):
+def test_reset_stops_the_trainer_and_empties_the_jobs_dir(slow_emulator, tmp_path):
     uri = upload(slow_emulator, BUCKET, "train.jsonl", SAMPLE_TRAIN)
     created = requests.post(f"{slow_emulator.url}/v1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs",
                             json={"baseModel": "translation-llm-002",
@@ -457,14 +464,16 @@ def test_reset_stops_the_trainer_and_empties_the_jobs_dir(slow_emulator):
     wait_until_state(lambda: requests.get(f"{slow_emulator.url}/v1/{created['name']}", timeout=30).json(),
                      "JOB_STATE_RUNNING")
     state = slow_emulator.state
-    child = wait_for(lambda: state.runner._child, lambda found: found is not None, timeout=60)
-    state.models._models["somewhere"] = object()  # type: ignore[assignment]  # the app's own loaded-model cache
+    child = wait_for(lambda: state.runner.trainer, lambda found: found is not None, timeout=60)
+    base_model(TINY).save(tmp_path / "loaded")
+    state.models.get(str(tmp_path / "loaded"))  # the app's own loaded-model cache holds a model
+    assert len(state.models) == 1
 
     control(slow_emulator, "POST", "reset").raise_for_status()
 
     assert child.poll() is not None
     assert list(state.runner.work_dir.iterdir()) == []
-    assert not state.models._models
+    assert len(state.models) == 0
 
 
 def test_runner_reset_without_a_job_keeps_an_empty_work_dir(harness):
@@ -484,11 +493,11 @@ def test_a_rerun_uses_a_fresh_directory_and_removes_the_old_runs(harness, tmp_pa
     job_id = harness.create(uri)
     old_run = harness.runner.work_dir / job_id / "run-old"
     (old_run / "model").mkdir(parents=True)
-    monkeypatch.setattr(harness.runner, "_train", fake_train(harness))
+    monkeypatch.setattr(harness.runner, "train", fake_train(harness))
 
-    harness.runner._run(job_id)
+    harness.runner.run(job_id)
 
-    [model] = harness.backend.tuned_models_of_job(job_id)
+    [model] = harness.tuned_models.of_job(job_id)
     assert not old_run.exists()
     assert Path(model.model_dir).parent.parent == harness.runner.work_dir / job_id
 
@@ -520,7 +529,7 @@ def test_trainer_dies_when_its_parent_is_killed(tmp_path):
     parent_code = (
         "import os, subprocess, sys, time\n"
         f"env = {{**os.environ, {PARENT_PID_ENV!r}: str(os.getpid())}}\n"
-        "child = subprocess.Popen([sys.executable, '-m', 'emulator.trainer', sys.argv[1]], env=env,\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'emulator.trainer_process', sys.argv[1]], env=env,\n"
         "                         stdout=subprocess.DEVNULL, start_new_session=True)\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(600)\n"
@@ -548,7 +557,7 @@ def test_trainer_started_for_a_parent_that_is_gone_exits(tmp_path):
     # The trainer's parent is this test process, not the pid the environment names.
     env = {**os.environ, "PYTHONPATH": str(runner_module.PROJECT_ROOT), PARENT_PID_ENV: str(os.getpid() + 1)}
 
-    result = subprocess.run([sys.executable, "-m", "emulator.trainer", str(tmp_path / "job")], env=env,
+    result = subprocess.run([sys.executable, "-m", "emulator.trainer_process", str(tmp_path / "job")], env=env,
                             cwd=runner_module.PROJECT_ROOT, capture_output=True, timeout=60)
 
     assert result.returncode == 1

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emulator import training
+from emulator import model as training
+from emulator.model import Generation, MetricPoint, TrainedModel, TrainingCancelled, base_model, train
 from emulator.settings import TrainingSettings
 from emulator.tokenizer import EOS, N_BASE, Tokenizer
-from emulator.training import Generation, MetricPoint, TrainedModel, TrainingCancelled, base_model, train
 
 PAIRS = [
     ("the cat", "el gato"), ("the dog", "el perro"), ("a house", "una casa"), ("the water", "el agua"),
@@ -83,13 +83,13 @@ def test_num_predictions_count_answer_tokens_plus_eos_only():
 
 
 def test_long_prompt_is_truncated_from_the_left_and_the_answer_kept():
-    tokens, mask = training._encode(Tokenizer(), "x" * 500 + " the cat", "el gato", 32)
+    tokens, mask = training.encode_example(Tokenizer(), "x" * 500 + " the cat", "el gato", 32)
     assert len(tokens) == 33 and len(mask) == 32
     assert bytes(tokens[-11:-9].tolist()) == b"at"  # the prompt's end survives, right before SEP
     assert tokens[-9] == training.SEP and bytes(tokens[-8:-1].tolist()) == b"el gato" and tokens[-1] == EOS
     assert mask.sum() == len("el gato") + 1 and mask[-8:].all()
     # An answer too long for the window keeps its start and has no EOS to learn.
-    tokens, mask = training._encode(Tokenizer(), "hi", "y" * 100, 32)
+    tokens, mask = training.encode_example(Tokenizer(), "hi", "y" * 100, 32)
     assert tokens[0] == training.BOS and tokens[1] == training.SEP and EOS not in tokens
     assert mask.sum() == 31
 
@@ -155,7 +155,7 @@ def test_sampling_is_seeded(memorised):
 def test_cached_decoding_matches_full_forward(memorised):
     # The jitted KV-cache decoder must pick the same greedy tokens as the training-time forward pass.
     gen = memorised.generate("good", max_output_tokens=8)
-    forward = jax.jit(training._forward, static_argnames="n_heads")
+    forward = jax.jit(training.forward, static_argnames="n_heads")
     tokens = [training.BOS, *memorised.tokenizer.encode("good"), training.SEP]
     n_used = N_BASE + len(memorised.tokenizer.vocabulary)
     expected = []

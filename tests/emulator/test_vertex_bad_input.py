@@ -67,14 +67,9 @@ def test_list_rejects_bad_paging(emulator, params):
     ({"contents": [{"parts": ["text"]}]}, "contents[0].parts[0]"),
 ], ids=["temperature-not-a-number", "seed-too-large", "content-not-an-object", "part-not-an-object"])
 def test_generate_content_rejects_malformed_requests(emulator, body, fragment):
-    from tests.conftest import SAMPLE_TRAIN, upload
-    from tests.emulator.helpers import wait_until_ended
-
-    uri = upload(emulator, "datasets", "train.jsonl", SAMPLE_TRAIN)
-    job = call(emulator, "POST", JOBS, json={**VALID, "supervisedTuningSpec": {"trainingDatasetUri": uri}}).json()
-    done = wait_until_ended(lambda: call(emulator, "GET", f"/v1/{job['name']}").json())
-    endpoint = done["tunedModel"]["endpoint"]
-    assert_error(call(emulator, "POST", f"/v1/{endpoint}:generateContent", json=body), 400, "INVALID_ARGUMENT",
+    # The base model answers through the same request checks as a tuned endpoint, with no job to train first.
+    model = f"projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/translation-llm-002"
+    assert_error(call(emulator, "POST", f"/v1/{model}:generateContent", json=body), 400, "INVALID_ARGUMENT",
                  fragment)
 
 
@@ -82,5 +77,5 @@ def test_an_unforeseen_failure_is_a_google_internal_error(emulator, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(emulator.state.backend, "job", broken)  # stands for any bug behind a route
+    monkeypatch.setattr(emulator.state.jobs, "job", broken)  # stands for any bug behind a route
     assert_error(call(emulator, "GET", f"{JOBS}/123"), 500, "INTERNAL", f"GET {JOBS}/123")

@@ -20,7 +20,7 @@ from google.cloud import aiplatform_v1 as v1
 from google.cloud import aiplatform_v1beta1 as v1beta1
 
 from emulator.server import RunningEmulator, serve_in_thread
-from emulator.tuning_backend import TunedModelRecord
+from emulator.tuned_models import TunedModelRecord
 from tests.conftest import LOCATION, PROJECT, control, emulator_settings
 from tests.emulator.helpers import wait_until_ended
 
@@ -33,7 +33,7 @@ def tuned_model(emulator: RunningEmulator, job_id: str = "1") -> TunedModelRecor
     model_dir = emulator.state.runner.work_dir / job_id / "run-test" / "model"
     model_dir.mkdir(parents=True)
     (model_dir / "weights.npz").write_bytes(b"weights")
-    return emulator.state.backend.insert_tuned_model(PROJECT, LOCATION, job_id, "cleanup", str(model_dir))
+    return emulator.state.tuned_models.insert(PROJECT, LOCATION, job_id, "cleanup", str(model_dir))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Child process that trains one job: `python -m emulator.trainer JOB_DIR`.
+"""Child process that trains one job: `python -m emulator.trainer_process JOB_DIR`.
 
 Reads JOB_DIR/request.json, prints one `METRIC {json}` line per metric point on stdout,
 saves the model to JOB_DIR/model and exits 0. Runs apart from the API server so training
@@ -69,8 +69,8 @@ def main(job_dir: Path) -> int:
     started = time.monotonic()
     die_with_parent()
     single_threaded_xla()
+    from emulator.model import MetricPoint, train
     from emulator.settings import TrainingSettings
-    from emulator.training import MetricPoint, train
 
     mark = phase("imports", started)
     request = json.loads((job_dir / "request.json").read_text())

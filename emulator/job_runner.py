@@ -1,17 +1,11 @@
-"""Runs tuning jobs in the background: validate data, train in a child process, publish the tuned model.
+"""Schedules tuning jobs: one at a time, each prepared, trained in a child process, then ended atomically.
 
 One job trains at a time (the machine has few cores); others wait in PENDING. Training runs in a
-child process (`emulator.trainer`) so the API stays responsive and a cancel is a signal. Jobs left
+child process (`emulator.trainer_process`) so the API stays responsive and a cancel is a signal. Jobs left
 PENDING or RUNNING by a previous process are restarted from scratch on start-up; training is
 deterministic, so the restarted run produces the same metrics and model.
 
-Memory stays bounded whatever the dataset size (up to the 1 GiB the validator accepts): each dataset object is
-opened once, validated, then parsed from the same stream; the training examples feed the exact
-`tuningDataStats` as they stream by (a few counters), and the trainer child gets only what the model can see —
-a seeded uniform sample of at most `steps * epochs * batch_size` training examples, plus the validation set
-(at most 1,024 examples by the rules).
-
-The job's last transition (`TuningBackend.end_job`) is atomic with respect to a cancel: a job that was asked
+The job's last transition (`JobStore.end_job`) is atomic with respect to a cancel: a job that was asked
 to cancel ends CANCELLED whatever its run reached, and never gets a tuned model.
 """
 
@@ -22,7 +16,6 @@ import logging
 import math
 import os
 import queue
-import random
 import secrets
 import shutil
 import signal
@@ -31,17 +24,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Optional
 
 from emulator.clock import now_rfc3339
-from emulator.errors import GoogleApiError, NotFound
+from emulator.errors import DeadlineExceeded, Internal, NotFound
 from emulator.gcs import ObjectStore
+from emulator.job_store import JobStore, cancelled_fields
+from emulator.jobs import JobState, experiment_context_name, job_error, job_id_of
 from emulator.settings import TrainingSettings
-from emulator.stats import DataStatsAccumulator
-from emulator.trainer import METRIC_PREFIX, PARENT_PID_ENV
-from emulator.tuning_backend import TuningBackend, cancelled_fields, experiment_context_name
-from tuning.dataset import example_pairs, iter_examples, validate_stream
-from emulator.job_state import JobState
+from emulator.trainer_process import METRIC_PREFIX, PARENT_PID_ENV
+from emulator.training_data import JobFailed, prepare_training_run
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,19 +56,11 @@ def training_time_limit(settings: TrainingSettings, total_steps: int) -> float:
     return TIME_LIMIT_BASE_SECONDS + total_steps * (TIME_LIMIT_PER_STEP_SECONDS + settings.step_delay_seconds)
 
 
-class JobFailed(Exception):
-    """The job cannot succeed; `code` is the google.rpc.Code for the job's error."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class JobRunner:
     """A single worker thread that takes job ids from a queue and drives each to an end state."""
 
-    def __init__(self, backend: TuningBackend, store: ObjectStore, training: TrainingSettings, work_dir: Path) -> None:
-        self.backend = backend
+    def __init__(self, jobs: JobStore, store: ObjectStore, training: TrainingSettings, work_dir: Path) -> None:
+        self.jobs = jobs
         self.store = store
         self.training = training
         self.work_dir = work_dir
@@ -104,7 +88,7 @@ class JobRunner:
     def reset(self) -> None:
         """Forget every job's files: stop the trainer child, then empty the work dir (the worker keeps serving).
 
-        Call it after the job rows are gone (`TuningBackend.reset`): the worker then sees its job vanish and
+        Call it after the job rows are gone (`JobStore.reset`): the worker then sees its job vanish and
         moves on instead of starting another trainer for it.
         """
         child = self._child
@@ -119,15 +103,15 @@ class JobRunner:
                     entry.unlink(missing_ok=True)
 
     def _recover(self) -> None:
-        for job in self.backend.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
-            self.backend.update_job(_job_id(job), **cancelled_fields())
-        for job in self.backend.jobs_in_states({JobState.JOB_STATE_RUNNING}):
-            job_id = _job_id(job)
-            self.backend.clear_metrics(job_id)
-            self.backend.update_job(job_id, state=JobState.JOB_STATE_PENDING, startTime=None, experiment=None)
+        for job in self.jobs.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
+            self.jobs.update_job(job_id_of(job), **cancelled_fields())
+        for job in self.jobs.jobs_in_states({JobState.JOB_STATE_RUNNING}):
+            job_id = job_id_of(job)
+            self.jobs.clear_metrics(job_id)
+            self.jobs.update_job(job_id, state=JobState.JOB_STATE_PENDING, startTime=None, experiment=None)
             log.warning("tuning job %s was running when the emulator stopped; restarting it", job_id)
-        for job in self.backend.jobs_in_states({JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED}):
-            self._queue.put(_job_id(job))
+        for job in self.jobs.jobs_in_states({JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED}):
+            self._queue.put(job_id_of(job))
 
     def _work(self) -> None:
         while True:
@@ -135,18 +119,18 @@ class JobRunner:
             if job_id is _STOP or self._stopping.is_set():
                 return
             try:
-                self._run(job_id)
+                self.run(job_id)
             except NotFound:
                 # A reset forgot the job mid-run; the worker must survive it (the runner keeps serving).
                 log.info("tuning job %s was deleted while it ran", job_id)
-                self._quietly(self.backend.clear_metrics, job_id)
-                # Its trainer has exited (`_train` waits for it), so nothing writes there any more.
+                self._quietly(self.jobs.clear_metrics, job_id)
+                # Its trainer has exited (`train` waits for it), so nothing writes there any more.
                 shutil.rmtree(self.work_dir / job_id, ignore_errors=True)
             except Exception as error:  # a bug here must not kill the worker or leave the job RUNNING
                 log.exception("tuning job %s crashed the runner", job_id)
                 if not self._stopping.is_set():
                     self._quietly(self._end, job_id, JobState.JOB_STATE_FAILED,
-                                  error={"code": 13, "message": f"INTERNAL: emulator error: {error}"})
+                                  error=job_error(Internal(f"emulator error: {error}")))
 
     @staticmethod
     def _quietly(action: Any, *args: Any, **kwargs: Any) -> None:
@@ -158,26 +142,33 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - logged; the worker goes on with the next job
             log.exception("clean-up after a failed tuning job failed")
 
-    def _run(self, job_id: str) -> None:
-        job = self.backend.job_by_id(job_id)
+    @property
+    def trainer(self) -> Optional[subprocess.Popen]:
+        """The trainer child process while one runs."""
+        return self._child
+
+    def run(self, job_id: str) -> None:
+        """Drive one job from PENDING to its end (what the worker thread does with each submitted job)."""
+        job = self.jobs.job_by_id(job_id)
         project, location = _project_location(job)
-        started = self.backend.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING},
+        started = self.jobs.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING},
                                           state=JobState.JOB_STATE_RUNNING, startTime=now_rfc3339(),
                                           experiment=experiment_context_name(project, location, job_id))
         if started is None:
             return  # cancelled while queued
         run_dir = self._new_run_dir(job_id)
         try:
-            total_steps = self._prepare(job, run_dir)
+            total_steps, stats = prepare_training_run(job, self.store, self.training, run_dir)
+            self.jobs.update_job(job_id, tuningDataStats=stats)
             if self._stopping.is_set():
                 return
             if self._cancel_requested(job_id):  # cancelled while the data was read: start no trainer
                 self._end(job_id, JobState.JOB_STATE_CANCELLED)
                 return
-            if not self._train(job_id, run_dir, total_steps):
+            if not self.train(job_id, run_dir, total_steps):
                 return
         except JobFailed as failure:
-            self._end(job_id, JobState.JOB_STATE_FAILED, error={"code": failure.code, "message": str(failure)})
+            self._end(job_id, JobState.JOB_STATE_FAILED, error=job_error(failure.error))
             return
         self._end(job_id, JobState.JOB_STATE_SUCCEEDED,
                   tuned_model=(job.get("tunedModelDisplayName") or job_id, str(run_dir / "model")))
@@ -198,69 +189,7 @@ class JobRunner:
         run_dir.mkdir(parents=True)
         return run_dir
 
-    def _prepare(self, job: dict[str, Any], job_dir: Path) -> int:
-        """Validate both datasets, record the training data stats and write the child's request file.
-
-        Memory does not grow with the dataset: the training examples stream once through the stats counters
-        and a reservoir that keeps a uniform sample of at most `steps * epochs * batch_size` of them (seeded
-        with the training seed: the same data and settings give the same sample, hence the same metrics; a
-        dataset no larger than that is kept whole, in file order). The validation set is at most 1,024
-        examples by the rules, so it is kept whole.
-
-        Returns:
-            The number of training steps (`steps * epochs`).
-        """
-        spec = job.get("supervisedTuningSpec") or {}
-        hyper = spec.get("hyperParameters") or {}
-        epochs = int(hyper.get("epochCount") or 1)
-        total_steps = self.training.steps * epochs
-        stats = DataStatsAccumulator()
-        sample = Reservoir(total_steps * self.training.batch_size, seed=self.training.seed)
-        for turns in self._read_dataset(spec["trainingDatasetUri"], "training"):
-            stats.add(turns)
-            sample.add(example_pairs(turns))
-        validation = ([example_pairs(turns) for turns in self._read_dataset(spec["validationDatasetUri"],
-                                                                            "validation")]
-                      if spec.get("validationDatasetUri") else None)
-        request = {
-            "train": sample.items,
-            "validation": validation or None,
-            "settings": self.training.model_dump(),
-            "epochs": epochs,
-            "learningRateMultiplier": float(hyper.get("learningRateMultiplier") or 1.0),
-        }
-        self.backend.update_job(_job_id(job), tuningDataStats={
-            "supervisedTuningDataStats": stats.result(tuning_step_count=total_steps)})
-        with open(job_dir / "request.json", "w", encoding="utf-8") as out:
-            json.dump(request, out)
-        return total_steps
-
-    def _read_dataset(self, uri: str, kind: str) -> Iterator[list[tuple[str, str]]]:
-        """The examples of a dataset object, after validating it.
-
-        The object is opened once: validated, rewound, then parsed from the same open file, so an upload
-        that replaces the object meanwhile cannot make the job train on a generation nobody validated.
-
-        Raises:
-            JobFailed: The object is missing or unreadable, or the data breaks a rule.
-        """
-        try:
-            bucket, name = ObjectStore.parse_gs_uri(uri)
-            stream = self.store.open_object(bucket, name)
-        except GoogleApiError as error:
-            raise JobFailed(5 if error.http_status == 404 else 3, f"{error.status}: {kind} dataset: {error.message}")
-        with stream:
-            report = validate_stream(stream, name=uri, kind=kind)
-            if not report.ok:
-                shown = "; ".join(str(problem) for problem in report.problems[:5])
-                more = report.problem_count - 5
-                raise JobFailed(3, f"INVALID_ARGUMENT: {kind} dataset {uri} is invalid: {shown}"
-                                   + (f" (and {more} more)" if more > 0 else ""))
-            stream.seek(0)
-            for _line, turns in iter_examples(stream):
-                yield turns
-
-    def _train(self, job_id: str, job_dir: Path, total_steps: int) -> bool:
+    def train(self, job_id: str, job_dir: Path, total_steps: int) -> bool:
         """Run the trainer child to its end.
 
         Returns:
@@ -280,9 +209,9 @@ class JobRunner:
                PARENT_PID_ENV: str(os.getpid())}
         with open(stderr_path, "wb") as stderr:
             self._child = child = subprocess.Popen(
-                [sys.executable, "-m", "emulator.trainer", str(job_dir)], stdout=subprocess.PIPE,
+                [sys.executable, "-m", "emulator.trainer_process", str(job_dir)], stdout=subprocess.PIPE,
                 stderr=stderr, env=env, cwd=PROJECT_ROOT, start_new_session=True)
-            reader = threading.Thread(target=self._read_metrics, args=(job_id, child), daemon=True)
+            reader = threading.Thread(target=self.store_metrics, args=(job_id, child.stdout), daemon=True)
             reader.start()
             killed_at: Optional[float] = None
             try:
@@ -312,24 +241,24 @@ class JobRunner:
             self._end(job_id, JobState.JOB_STATE_CANCELLED)
             return False
         if timed_out:
-            raise JobFailed(4, f"DEADLINE_EXCEEDED: training did not finish within {limit:,.0f} s "
-                               f"({TIME_LIMIT_BASE_SECONDS:.0f} s + {total_steps:,} steps x "
-                               f"{TIME_LIMIT_PER_STEP_SECONDS + self.training.step_delay_seconds:g} s); "
-                               "the trainer was stopped.")
+            raise JobFailed(DeadlineExceeded(
+                f"training did not finish within {limit:,.0f} s ({TIME_LIMIT_BASE_SECONDS:.0f} s + {total_steps:,} "
+                f"steps x {TIME_LIMIT_PER_STEP_SECONDS + self.training.step_delay_seconds:g} s); the trainer was "
+                "stopped."))
         if child.returncode != 0:
             tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
-            raise JobFailed(13, f"INTERNAL: training exited with status {child.returncode}: {' | '.join(tail)}")
+            raise JobFailed(Internal(f"training exited with status {child.returncode}: {' | '.join(tail)}"))
         return True
 
-    def _read_metrics(self, job_id: str, child: subprocess.Popen) -> None:
-        """Store the child's metric points until its stdout closes.
+    def store_metrics(self, job_id: str, lines: Iterable[bytes]) -> None:
+        """Store the metric points of the trainer's output `lines` until it closes.
 
         Every line is read whatever happens to the ones before it: a reader that stopped would leave the
         child blocked on a full pipe, and the job RUNNING forever. Non-finite values (NaN, infinity: a
         diverged run) are dropped, not stored; a line that cannot be stored is logged and skipped.
         """
         failures = 0
-        for raw in child.stdout:
+        for raw in lines:
             try:
                 line = raw.decode("utf-8", errors="replace")
                 if not line.startswith(METRIC_PREFIX):
@@ -342,7 +271,7 @@ class JobRunner:
                     log.warning("tuning job %s: dropped non-finite metrics at step %d: %s", job_id, step,
                                 sorted(set(metrics) - set(finite)))
                 if finite:
-                    self.backend.add_metric_point(job_id, step, finite)
+                    self.jobs.add_metric_point(job_id, step, finite)
             except Exception:  # noqa: BLE001 - keep draining the pipe
                 failures += 1
                 if failures <= _LOGGED_METRIC_ERRORS:
@@ -360,38 +289,15 @@ class JobRunner:
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:
-            return self.backend.job_by_id(job_id)["state"] == JobState.JOB_STATE_CANCELLING.value
+            return self.jobs.job_by_id(job_id)["state"] == JobState.JOB_STATE_CANCELLING.name
         except NotFound:
             return True  # deleted by a reset: stop training it like a cancel
 
     def _end(self, job_id: str, state: JobState, **fields: Any) -> None:
         """The job's last transition: to `state`, or to CANCELLED if a cancel came first (atomically)."""
-        ended = self.backend.end_job(job_id, state, **fields)
-        if ended is not None and ended["state"] != state.value:
-            log.info("tuning job %s was cancelled before it could end %s", job_id, state.value)
-
-
-class Reservoir:
-    """A uniform random sample of at most `capacity` items of a stream (Algorithm R), in O(capacity) memory.
-
-    Seeded: the same stream and seed give the same sample. A stream of at most `capacity` items is kept whole,
-    in order.
-    """
-
-    def __init__(self, capacity: int, *, seed: int) -> None:
-        self.capacity = capacity
-        self.items: list[Any] = []
-        self.seen = 0
-        self._random = random.Random(seed)
-
-    def add(self, item: Any) -> None:
-        self.seen += 1
-        if len(self.items) < self.capacity:
-            self.items.append(item)
-            return
-        slot = self._random.randrange(self.seen)
-        if slot < self.capacity:
-            self.items[slot] = item
+        ended = self.jobs.end_job(job_id, state, **fields)
+        if ended is not None and ended["state"] != state.name:
+            log.info("tuning job %s was cancelled before it could end %s", job_id, state.name)
 
 
 def _wait_for_exit(child: subprocess.Popen, timeout: float) -> None:
@@ -409,10 +315,6 @@ def _wait_for_exit(child: subprocess.Popen, timeout: float) -> None:
                 pass
             killed, deadline = True, time.monotonic() + 5
         time.sleep(0.05)
-
-
-def _job_id(job: dict[str, Any]) -> str:
-    return job["name"].rsplit("/", 1)[1]
 
 
 def _project_location(job: dict[str, Any]) -> tuple[str, str]:

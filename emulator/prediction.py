@@ -11,10 +11,10 @@ from typing import Any
 
 from emulator.clock import now_rfc3339
 from emulator.errors import InvalidArgument, NotFound
+from emulator.model import TrainedModel, base_model
 from emulator.settings import TrainingSettings
-from emulator.training import TrainedModel, base_model
 
-# The documented serving limit of translation-llm-002 (reference §3.1).
+# The documented serving limit of translation-llm-002: 1,000 output tokens.
 MAX_SERVING_TOKENS = 1000
 # The one publisher model the emulator serves: the base model of translation tuning.
 BASE_PUBLISHER, BASE_MODEL = "google", "translation-llm-002"
@@ -30,7 +30,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def base(self, publisher: str, model: str, settings: TrainingSettings) -> TrainedModel:
-        """The base model `publishers/{publisher}/models/{model}`, made on first use (`training.base_model`).
+        """The base model `publishers/{publisher}/models/{model}`, made on first use (`emulator.model.base_model`).
 
         Raises:
             NotFound: Not the base model of translation tuning.
@@ -48,6 +48,10 @@ class ModelCache:
         """Unload every model (the next request for one loads it again from its directory)."""
         with self._lock:
             self._models.clear()
+
+    def __len__(self) -> int:
+        """How many trained models are loaded (the base models aside)."""
+        return len(self._models)
 
     def get(self, model_dir: str) -> TrainedModel:
         with self._lock:

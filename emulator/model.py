@@ -60,7 +60,7 @@ class Generation:
     finish_reason: str  # "STOP" or "MAX_TOKENS"
 
 
-def _encode(tokenizer: Tokenizer, prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_example(tokenizer: Tokenizer, prompt: str, answer: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """`BOS prompt SEP answer EOS` padded to max_len + 1 tokens, and the loss mask over tokens[1:].
 
     The model sees max_len input positions, so a sequence holds max_len + 1 tokens (the last one is only a
@@ -92,7 +92,7 @@ def _encode_all(tokenizer: Tokenizer, examples: list[Example], max_len: int,
     tokens = np.full((rows, max_len + 1), PAD, np.int32)
     mask = np.zeros((rows, max_len), np.float32)
     for i, (prompt, answer) in enumerate(examples):
-        tokens[i], mask[i] = _encode(tokenizer, prompt, answer, max_len)
+        tokens[i], mask[i] = encode_example(tokenizer, prompt, answer, max_len)
     longest = int((tokens != PAD).sum(axis=1).max()) - 1  # input positions the longest sequence needs
     width = min(max_len, -(-longest // 8) * 8)
     return tokens[:, : width + 1], mask[:, :width]
@@ -137,7 +137,7 @@ def _mlp(params: Params, i: int, x: jax.Array) -> jax.Array:
     return h @ params[f"b{i}.proj_w"] + params[f"b{i}.proj_b"]
 
 
-def _forward(params: Params, tokens: jax.Array, n_heads: int) -> jax.Array:
+def forward(params: Params, tokens: jax.Array, n_heads: int) -> jax.Array:
     """Logits [B, T, V] of a pre-LayerNorm causal transformer with tied input/output embeddings."""
     b, t = tokens.shape
     d = params["tok_emb"].shape[1]
@@ -155,7 +155,7 @@ def _forward(params: Params, tokens: jax.Array, n_heads: int) -> jax.Array:
 
 def _batch_stats(params: Params, tokens: jax.Array, mask: jax.Array, n_heads: int) -> jax.Array:
     """[sum of masked cross-entropy, number of correct argmax predictions, number of predicted tokens]."""
-    logits = _forward(params, tokens[:, :-1], n_heads)
+    logits = forward(params, tokens[:, :-1], n_heads)
     targets = tokens[:, 1:]
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     correct = (logits.argmax(-1) == targets).astype(jnp.float32)

@@ -1,0 +1,234 @@
+"""The Vertex AI Experiment of each tuning job: its ML Metadata and TensorBoard resources, derived from the job.
+
+On Vertex AI a tuning job's metrics are not in the TuningJob: they live in its experiment (`TuningJob.experiment`,
+an ML Metadata Context), whose run is backed by a Vertex AI TensorBoard run with one scalar time series per
+metric. The aiplatform SDK reads them with `aiplatform.Experiment(...).get_data_frame()` and
+`aiplatform.ExperimentRun(run, experiment=...).get_time_series_data_frame()`. These are exactly the resources
+those calls walk, built from the emulator's state; nothing here is stored separately.
+
+Each job whose `experiment` is set (from the moment it runs) has:
+
+    metadataStores/default/contexts/tuning-experiment-{job}           system.Experiment
+    metadataStores/default/contexts/tuning-experiment-{job}-run       system.ExperimentRun, parent: the experiment
+    metadataStores/default/artifacts/tuning-experiment-{job}-run-tb-run
+                                                                      google.VertexTensorboardRun, in the run context,
+                                                                      metadata.resourceName = the TensorBoard run
+    tensorboards/{job}                                                the experiment's backing TensorBoard
+    tensorboards/{job}/experiments/tuning-experiment-{job}
+    tensorboards/{job}/experiments/tuning-experiment-{job}/runs/run
+    .../runs/run/timeSeries/{metric}                                  one SCALAR series per metric with points,
+                                                                      e.g. `train-total-loss` for `/train_total_loss`
+
+The names follow the SDK's own conventions (run context `{experiment}-{run}`, artifact `{run context}-tb-run`,
+TensorBoard experiment id = experiment name, TensorBoard run id = run name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Iterator
+
+from emulator.errors import NotFound
+from emulator.job_store import JobStore
+from emulator.jobs import METRICS, JobState, experiment_context_name, job_id_of, state_of
+
+EXPERIMENT_PREFIX = "tuning-experiment-"
+RUN_NAME = "run"  # ExperimentRun name; its context id is `{experiment}-run`
+TB_RUN_ARTIFACT_SUFFIX = "-tb-run"  # the SDK's constants._TB_RUN_ARTIFACT_POST_FIX_ID
+SCHEMA_VERSION = "0.0.1"
+# Data points per scalar series that BatchReadTensorboardTimeSeriesData returns, and the default and the maximum
+# of ReadTensorboardTimeSeriesData's maxDataPoints (aiplatform_v1 tensorboard_service docs).
+BATCH_READ_MAX_POINTS = 1000
+READ_DEFAULT_POINTS = 1000
+READ_MAX_POINTS = 10000
+METADATA_PAGE_SIZE = (100, 1000)  # (default, max) of ListContexts/ListArtifacts/ListExecutions
+TIME_SERIES_PAGE_SIZE = (50, 1000)  # (default, max) of ListTensorboardTimeSeries
+
+# ExperimentRun `_state` (an Execution.State name) for each job state.
+_RUN_STATE = {
+    JobState.JOB_STATE_SUCCEEDED: "COMPLETE",
+    JobState.JOB_STATE_FAILED: "FAILED",
+    JobState.JOB_STATE_EXPIRED: "FAILED",
+    JobState.JOB_STATE_CANCELLED: "CANCELLED",
+}
+
+
+def _series_id(metric: str) -> str:
+    """`/train_total_loss` → `train-total-loss` (TensorBoard ids match `[a-z0-9][a-z0-9-]*`)."""
+    return metric.lstrip("/").replace("_", "-")
+
+
+_METRIC_BY_SERIES_ID = {_series_id(metric): metric for metric in METRICS}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One metadata resource: its JSON body and, for artifacts and executions, the contexts it belongs to."""
+
+    body: dict[str, Any]
+    contexts: tuple[str, ...] = ()
+
+
+@dataclass
+class JobExperiment:
+    """The experiment resources of one tuning job, built from the job body and (read on first use) its metric points."""
+
+    project: str
+    location: str
+    job_id: str
+    job: dict[str, Any]
+    load_series: Callable[[], dict[str, list[dict[str, Any]]]]
+
+    @cached_property
+    def series(self) -> dict[str, list[dict[str, Any]]]:
+        """`JobStore.metric_series` of the job: {metric: [{step, value, time}, ...]} in step order."""
+        return self.load_series()
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+    @property
+    def experiment_id(self) -> str:
+        return f"{EXPERIMENT_PREFIX}{self.job_id}"
+
+    @property
+    def run_context_id(self) -> str:
+        return f"{self.experiment_id}-{RUN_NAME}"
+
+    @property
+    def artifact_id(self) -> str:
+        return f"{self.run_context_id}{TB_RUN_ARTIFACT_SUFFIX}"
+
+    @property
+    def tensorboard_name(self) -> str:
+        return f"{self.parent}/tensorboards/{self.job_id}"
+
+    @property
+    def tb_experiment_name(self) -> str:
+        return f"{self.tensorboard_name}/experiments/{self.experiment_id}"
+
+    @property
+    def tb_run_name(self) -> str:
+        return f"{self.tb_experiment_name}/runs/{RUN_NAME}"
+
+    def _times(self) -> dict[str, Any]:
+        created, updated = self.job.get("startTime") or self.job.get("createTime"), self.job.get("updateTime")
+        return {"createTime": created, "updateTime": updated, "etag": updated}
+
+    # --- ML Metadata ------------------------------------------------------------------------------
+
+    def experiment_context(self) -> Node:
+        return Node({
+            "name": experiment_context_name(self.project, self.location, self.job_id),
+            "displayName": self.experiment_id, "schemaTitle": "system.Experiment", "schemaVersion": SCHEMA_VERSION,
+            "metadata": {"experiment_deleted": False, "backing_tensorboard_resource": self.tensorboard_name},
+            **self._times(),
+        })
+
+    def run_context(self) -> Node:
+        state = _RUN_STATE.get(state_of(self.job), "RUNNING")
+        return Node({
+            "name": f"{self.parent}/metadataStores/default/contexts/{self.run_context_id}",
+            "displayName": RUN_NAME, "schemaTitle": "system.ExperimentRun", "schemaVersion": SCHEMA_VERSION,
+            "parentContexts": [self.experiment_context().body["name"]],
+            "metadata": {"_params": {}, "_metrics": {}, "_state": state},
+            **self._times(),
+        })
+
+    def contexts(self) -> list[Node]:
+        return [self.experiment_context(), self.run_context()]
+
+    def tb_run_artifact(self) -> Node:
+        return Node({
+            "name": f"{self.parent}/metadataStores/default/artifacts/{self.artifact_id}",
+            "displayName": self.artifact_id, "uri": f"https://{self.location}-aiplatform.googleapis.com/v1/"
+                                                    f"{self.tb_run_name}",
+            "state": "LIVE", "schemaTitle": "google.VertexTensorboardRun", "schemaVersion": SCHEMA_VERSION,
+            "metadata": {"resourceName": self.tb_run_name, "vertex_experiment_tracking": True},
+            **self._times(),
+        }, contexts=(self.run_context().body["name"],))
+
+    def artifacts(self) -> list[Node]:
+        return [self.tb_run_artifact()]
+
+    # --- TensorBoard ------------------------------------------------------------------------------
+
+    def tensorboard(self) -> dict[str, Any]:
+        return {"name": self.tensorboard_name, "displayName": f"{self.experiment_id} tensorboard",
+                "runCount": 1, **self._times()}
+
+    def tb_experiment(self) -> dict[str, Any]:
+        return {"name": self.tb_experiment_name, "displayName": self.experiment_id,
+                "labels": {"vertex_tensorboard_experiment_source": "vertex_experiment"}, **self._times()}
+
+    def tb_run(self) -> dict[str, Any]:
+        return {"name": self.tb_run_name, "displayName": RUN_NAME, **self._times()}
+
+    def time_series(self) -> list[Node]:
+        """One SCALAR series per metric that has points, in the documented metric order."""
+        nodes = []
+        for metric in METRICS:
+            points = self.series.get(metric)
+            if not points:
+                continue
+            nodes.append(Node({
+                "name": f"{self.tb_run_name}/timeSeries/{_series_id(metric)}", "displayName": metric,
+                "valueType": "SCALAR", "pluginName": "scalars",
+                "createTime": points[0]["time"], "updateTime": points[-1]["time"], "etag": points[-1]["time"],
+                "metadata": {"maxStep": str(points[-1]["step"]), "maxWallTime": points[-1]["time"]},
+            }))
+        return nodes
+
+    def time_series_data(self, series_id: str, max_points: int) -> dict[str, Any]:
+        """TimeSeriesData of one series, at most `max_points` points (all when negative)."""
+        points = self.series.get(_METRIC_BY_SERIES_ID.get(series_id, ""))
+        if not points:
+            raise NotFound(f"TensorboardTimeSeries {self.tb_run_name}/timeSeries/{series_id} not found.")
+        return {"tensorboardTimeSeriesId": series_id, "valueType": "SCALAR",
+                "values": [{"wallTime": point["time"], "step": str(point["step"]),
+                            "scalar": {"value": point["value"]}} for point in _downsample(points, max_points)]}
+
+
+def _downsample(points: list[Any], limit: int) -> list[Any]:
+    """Up to `limit` points, evenly spread, always keeping the first and the last (the latest value)."""
+    if limit < 0 or len(points) <= limit:
+        return points
+    if limit == 1:
+        return points[-1:]
+    last = len(points) - 1
+    return [points[round(i * last / (limit - 1))] for i in range(limit)]
+
+
+class TuningExperiments:
+    """Resolves experiment resources from the tuning jobs: a job's experiment exists once `experiment` is set."""
+
+    def __init__(self, jobs: JobStore) -> None:
+        self.jobs = jobs
+
+    def for_job(self, project: str, location: str, job_id: str, *, what: str) -> JobExperiment:
+        """The job's experiment; NotFound(`what` not found) when the job or its experiment does not exist."""
+        try:
+            job = self.jobs.job(project, location, job_id) if job_id else None
+        except NotFound:
+            job = None
+        if job is None or job.get("experiment") != experiment_context_name(project, location, job_id):
+            raise NotFound(f"{what} not found.")
+        return self._experiment(project, location, job_id, job)
+
+    def all_jobs(self, project: str, location: str) -> Iterator[JobExperiment]:
+        """Every job of the project and location that has an experiment, newest first."""
+        after = None
+        while True:
+            jobs, after = self.jobs.list_jobs(project, location, page_size=200, after=after,
+                                                 matches=lambda job: bool(job.get("experiment")))
+            for job in jobs:
+                job_id = job_id_of(job)
+                if job.get("experiment") == experiment_context_name(project, location, job_id):
+                    yield self._experiment(project, location, job_id, job)
+            if after is None:
+                return
+
+    def _experiment(self, project: str, location: str, job_id: str, job: dict[str, Any]) -> JobExperiment:
+        return JobExperiment(project, location, job_id, job, lambda: self.jobs.metric_series(job_id))

@@ -1,0 +1,47 @@
+"""Tuning job vocabulary: states (`aiplatform_v1.JobState`), resource names, the six metrics and job errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.cloud.aiplatform_v1 import JobState
+
+from emulator.errors import GoogleApiError, InvalidArgument
+
+ENDED_STATES = frozenset({JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
+                          JobState.JOB_STATE_EXPIRED})
+# The metrics a supervised tuning job reports, in the order Vertex AI documents them.
+METRICS = ("/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions",
+           "/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions")
+
+
+def job_state(value: str) -> JobState:
+    """A state from its name, with or without the `JOB_STATE_` prefix, or its number; INVALID_ARGUMENT otherwise."""
+    try:
+        if value.isdigit():
+            return JobState(int(value))
+        name = value.upper()
+        return JobState[name if name.startswith("JOB_STATE_") else f"JOB_STATE_{name}"]
+    except (KeyError, ValueError) as error:
+        raise InvalidArgument(f"Unknown job state {value!r} in filter.") from error
+
+
+def state_of(job: dict[str, Any]) -> JobState:
+    return JobState[job["state"]]
+
+
+def job_resource_name(project: str, location: str, job_id: str) -> str:
+    return f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
+
+
+def job_id_of(job: dict[str, Any]) -> str:
+    return job["name"].rsplit("/", 1)[1]
+
+
+def experiment_context_name(project: str, location: str, job_id: str) -> str:
+    return f"projects/{project}/locations/{location}/metadataStores/default/contexts/tuning-experiment-{job_id}"
+
+
+def job_error(error: GoogleApiError) -> dict[str, Any]:
+    """A failed job's `error` (a google.rpc.Status): the canonical code number, the message led by its name."""
+    return {"code": error.rpc_code, "message": f"{error.status}: {error.message}"}
