@@ -334,17 +334,18 @@ def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.A
 
 @partial(jax.jit, static_argnames=("n_heads",))
 def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: jax.Array,
-              temperature: jax.Array, key: jax.Array, n_used: jax.Array, n_heads: int):
+              temperature: jax.Array, key: jax.Array, n_used: jax.Array, unprintable: jax.Array, n_heads: int):
     """Feed the prompt one token at a time (KV cache), then greedy-decode or sample into `buf` [max_len + 1].
 
     Only ids below `n_used` (the tokenizer's; the rest pad the embedding table) are emitted, never PAD, BOS or SEP,
-    and never EOS first: no training answer is empty (the dataset rules forbid it), so neither is a generated one.
+    nor those marked in `unprintable`, and never EOS first: no training answer is empty (the dataset rules forbid
+    it), so neither is a generated one.
     """
     max_len = params["pos_emb"].shape[0]
     d = params["tok_emb"].shape[1]
     cache = jnp.zeros((_n_layers(params), 2, max_len, n_heads, d // n_heads), jnp.float32)
     ids = jnp.arange(params["tok_emb"].shape[0])
-    banned = ((ids >= PAD) & (ids < N_BASE) & (ids != EOS)) | (ids >= n_used)
+    banned = ((ids >= PAD) & (ids < N_BASE) & (ids != EOS)) | (ids >= n_used) | unprintable
 
     def cond(state):
         pos, _, _, produced, done = state
@@ -413,6 +414,16 @@ class TrainedModel:
             params = {k: jnp.asarray(data[k]) for k in data.files}
         return cls(params, config, tokenizer)
 
+    def _unprintable(self) -> jax.Array:
+        """Ids this model never emits as text: for a byte-level model (the base model, no vocabulary), the control
+        bytes and bytes 127-255, whose random picks would decode to control characters and U+FFFD; its noise is
+        then readable ASCII. A model with a vocabulary emits every id: its byte fallback spells unseen words."""
+        mask = np.zeros(self.params["tok_emb"].shape[0], bool)
+        if not self.tokenizer.vocabulary:
+            mask[:32] = True
+            mask[127:256] = True
+        return jnp.asarray(mask)
+
     def count_tokens(self, text: str) -> int:
         """The model's token count of `text` (special tokens not included)."""
         return self.tokenizer.count(text)
@@ -447,7 +458,7 @@ class TrainedModel:
         out, produced, done = _generate(self.params, jnp.asarray(buf), jnp.int32(len(seq)),
                                         jnp.int32(max_output_tokens), jnp.float32(temperature),
                                         jax.random.key(seed), jnp.int32(N_BASE + len(self.tokenizer.vocabulary)),
-                                        n_heads=self.config["n_heads"])
+                                        self._unprintable(), n_heads=self.config["n_heads"])
         produced, done = int(produced), bool(done)
         answer = np.asarray(out)[len(seq): len(seq) + produced - int(done)]
         return Generation(

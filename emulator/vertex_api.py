@@ -90,8 +90,8 @@ class VertexApi:
         job = _parse_body(body, aiplatform_v1beta1.TuningJob)
         spec, hyper = job.supervised_tuning_spec, job.supervised_tuning_spec.hyper_parameters
         if hyper.adapter_size not in AdapterSize._value2member_map_:  # proto3 enums are open: numbers parse
-            raise InvalidArgument("Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: Value error, "
-                                  f"{hyper.adapter_size} is not a AdapterSize number")
+            raise InvalidArgument("Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: "
+                                  f"{hyper.adapter_size} is not an AdapterSize number")
         adapter = AdapterSize(hyper.adapter_size).name.removeprefix("ADAPTER_SIZE_")
         violations = create_request_violations(
             location=location, base_model=job.base_model or None,
