@@ -15,7 +15,6 @@ from resources.settings import StackSettings, dataset_path, secret_config_fields
 from resources.tuning_job import TuningJob
 from tuning.dataset import validate_file
 
-
 # TuningJob inputs taken from a stack setting as they are, by the StackSettings field they come from.
 _JOB_INPUT_FIELDS = {"baseModel": "base_model", "tunedModelDisplayName": "tuned_model_display_name",
                      "epochCount": "epoch_count", "learningRateMultiplier": "learning_rate_multiplier",

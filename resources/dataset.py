@@ -7,8 +7,16 @@ from pathlib import Path
 from typing import Any, Optional, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from resources.target import TargetedProvider, is_unknown
 from tuning.dataset import DatasetReport, estimate_tokens, validate_file

@@ -16,8 +16,16 @@ import re
 from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from resources.provider_process import Cancelled, sleep_unless_cancelled
 from resources.target import TargetedProvider, is_unknown

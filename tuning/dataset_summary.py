@@ -25,7 +25,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Sequence
 
-
 from tuning import dataset
 from tuning.dataset import DatasetKind, DatasetReport
 from tuning.errors import ConfigError, TuningError

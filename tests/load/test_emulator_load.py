@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from emulator.server import RunningEmulator, serve_in_thread
-from tests.conftest import (LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, emulator_settings, upload)
+from tests.conftest import LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, emulator_settings, upload
 from tests.emulator.helpers import ENDED, wait_for, wait_until_ended
 
 CLIENTS = 64
