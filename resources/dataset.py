@@ -66,6 +66,8 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
             return CheckResult(news, [CheckFailure("kind", f"must be 'training' or 'validation', got {kind!r}")])
         if is_unknown(path):
             return CheckResult(news, [])
+        if not isinstance(path, str):
+            return CheckResult(news, [CheckFailure("path", f"must be a file path, got {path!r}")])
         report = validate_file(path, kind=kind)
         if not report.ok:
             return CheckResult(news, [CheckFailure("path", str(problem)) for problem in report.problems[:20]])

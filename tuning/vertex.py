@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from google.cloud import aiplatform_v1
+from google.cloud.aiplatform_v1 import JobState as JobState  # re-exported; the class itself, so JobState["NAME"]
 from google.protobuf import json_format
 
-JobState = aiplatform_v1.JobState
 AdapterSize = aiplatform_v1.SupervisedHyperParameters.AdapterSize
 
 # A tuning job in one of these states never changes again. EXPIRED counts, unlike the vertexai SDK's `has_ended`:
