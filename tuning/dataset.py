@@ -427,19 +427,21 @@ class _LineReader:
                     if hashing is not None:
                         hashing.result()
                     hashing = hasher.submit(update, block)
-                lines: list[bytes | None] = block.split(b"\n")  # type: ignore[assignment]
-                if len(lines) == 1:  # no newline in this block: the current line goes on
+                pieces = block.split(b"\n")
+                if len(pieces) == 1:  # no newline in this block: the current line goes on
                     if not overlong:
                         carry += block
                         if len(carry) > MAX_LINE_BYTES:
                             overlong, carry = True, b""
                     continue
+                # The same list, not a copy: its first line becomes None when it is overlong.
+                lines = cast("list[bytes | None]", pieces)
                 if overlong:
                     lines[0], overlong = None, False
                 elif carry:
-                    first = carry + lines[0]  # type: ignore[operator]
+                    first = carry + pieces[0]
                     lines[0] = None if len(first) > MAX_LINE_BYTES else first
-                carry = lines.pop()  # type: ignore[assignment]
+                carry = pieces.pop()  # the start of the next line (the last piece: never the None)
                 yield lines
             if hashing is not None:
                 hashing.result()
@@ -452,15 +454,15 @@ class _LineReader:
                 hasher.shutdown(wait=True)
 
 
-def _example_chars(example: object) -> int:
-    """Characters of text in a valid example, or -1 if it breaks a structural rule.
+def _example_chars(example: Any) -> int:
+    """Characters of text in a valid example (parsed JSON, of any shape), or -1 if it breaks a structural rule.
 
     The usual shape (user/model exchanges, one text part per turn) is checked first with straight-line
     code; any other shape, and any exception on the way, goes to the general check `_text_chars`.
     """
     try:
-        contents = example["contents"]  # type: ignore[index]
-        if len(example) == 1:  # type: ignore[arg-type]
+        contents = example["contents"]
+        if len(example) == 1:
             chars = 0
             turns = iter(contents)
             for user in turns:
