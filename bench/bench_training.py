@@ -108,7 +108,7 @@ def main() -> None:
 
             train, validation = pairs(TRAIN), pairs(VALIDATION)
             got = greedy(client, endpoints[0], [p for p, _ in train])
-            exact = sum(g == a for g, (_, a) in zip(got, train))
+            exact = sum(g == a for g, (_, a) in zip(got, train, strict=True))  # one answer per training prompt
             print(f"training answers reproduced exactly (greedy): {exact}/{len(train)} = {exact / len(train):.1%}")
             print(f"'English: Hello. Spanish:' -> {greedy(client, endpoints[0], ['English: Hello. Spanish:'])[0]!r}")
             references = [[a for _, a in validation]]

@@ -6,8 +6,18 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
-from shared import DEFAULT_REGION, EMULATOR_BUCKET, GCP_BUCKET, one_of, schema, settings, show, string_list, \
-    subject, tuning_region
+from shared import (
+    DEFAULT_REGION,
+    EMULATOR_BUCKET,
+    GCP_BUCKET,
+    one_of,
+    schema,
+    settings,
+    show,
+    string_list,
+    subject,
+    tuning_region,
+)
 
 
 def _bucket(args: ResourceValidationArgs) -> str:

@@ -9,8 +9,23 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
-from shared import (DEFAULT_REGION, ENVIRONMENTS, PROJECT_NAMESPACE, TUNING_JOB, env_label, label_value_ok, number,
-                    one_of, schema, settings, show, stack_config, string_list, subject, tuning_region)
+from shared import (
+    DEFAULT_REGION,
+    ENVIRONMENTS,
+    PROJECT_NAMESPACE,
+    TUNING_JOB,
+    env_label,
+    label_value_ok,
+    number,
+    one_of,
+    schema,
+    settings,
+    show,
+    stack_config,
+    string_list,
+    subject,
+    tuning_region,
+)
 
 REQUIRED_LABELS = ("team", "env")
 

@@ -72,9 +72,9 @@ def tuning_bucket(resource_name: str, bucket_name: str, settings: "StackSettings
     """Declare the dataset bucket for this stack, and on GCP the tuning service agent's read access."""
     labels = {**settings.labels, "managed-by": "pulumi"}
     if settings.uses_emulator:
-        bucket = EmulatorBucket(resource_name, {"name": bucket_name, "location": settings.region.upper(),
-                                                "labels": labels}, opts)
-        return TuningBucket(name=bucket.id, access=[])
+        emulator_bucket = EmulatorBucket(resource_name, {"name": bucket_name, "location": settings.region.upper(),
+                                                         "labels": labels}, opts)
+        return TuningBucket(name=emulator_bucket.id, access=[])
     import pulumi_gcp as gcp
 
     bucket = gcp.storage.Bucket(resource_name, name=bucket_name, location=settings.region.upper(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 import pulumi
 
@@ -12,9 +12,10 @@ from resources.bucket import tuning_bucket
 from resources.dataset import TuningDataset
 from resources.evaluation import TranslationEvaluation
 from resources.settings import StackSettings, dataset_path, secret_config_fields
-from resources.tuning_job import TuningJob
-from tuning.dataset import validate_file
+from resources.tuning_job import TuningJob, TuningJobArgs
+from tuning.dataset import DatasetKind, validate_file
 
+T = TypeVar("T")
 
 # TuningJob inputs taken from a stack setting as they are, by the StackSettings field they come from.
 _JOB_INPUT_FIELDS = {"baseModel": "base_model", "tunedModelDisplayName": "tuned_model_display_name",
@@ -29,7 +30,7 @@ class TranslationTuning(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("translation-tuning:index:TranslationTuning", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        datasets = {"training": dataset_path(settings.training_dataset, project_dir)}
+        datasets: dict[DatasetKind, Path] = {"training": dataset_path(settings.training_dataset, project_dir)}
         if settings.validation_dataset:
             datasets["validation"] = dataset_path(settings.validation_dataset, project_dir)
         evaluation_path = (dataset_path(settings.evaluation_dataset, project_dir) if settings.evaluation_dataset
@@ -56,27 +57,30 @@ class TranslationTuning(pulumi.ComponentResource):
         secret_fields = secret_config_fields()
         secret_inputs = sorted(job_input for job_input, field in _JOB_INPUT_FIELDS.items() if field in secret_fields)
 
-        def job_input(key: str, value: object) -> object:
+        def job_input(key: str, value: T) -> pulumi.Input[T]:
+            """The value of one of the `_JOB_INPUT_FIELDS` inputs, as a secret when it is set from a secret."""
             return pulumi.Output.secret(value) if key in secret_inputs and value is not None else value
 
         # The job reads the datasets as the tuning service agent: wait until it may.
         job_opts = pulumi.ResourceOptions(parent=self, protect=settings.protect_job, depends_on=bucket.access,
                                           additional_secret_outputs=secret_inputs)
-        self.job = TuningJob(f"{name}-job", {key: job_input(key, value) for key, value in {
-            "baseModel": settings.base_model,
+        job_args: TuningJobArgs = {
+            "baseModel": job_input("baseModel", settings.base_model),
             "trainingDatasetUri": self.training_dataset.uri,
             "validationDatasetUri": self.validation_dataset.uri if self.validation_dataset else None,
-            "tunedModelDisplayName": settings.tuned_model_display_name or f"{name}-{stack}",
-            "epochCount": settings.epoch_count,
-            "learningRateMultiplier": settings.learning_rate_multiplier,
-            "adapterSize": settings.adapter_size,
-            "labels": settings.labels,
+            "tunedModelDisplayName": job_input("tunedModelDisplayName",
+                                               settings.tuned_model_display_name or f"{name}-{stack}"),
+            "epochCount": job_input("epochCount", settings.epoch_count),
+            "learningRateMultiplier": job_input("learningRateMultiplier", settings.learning_rate_multiplier),
+            "adapterSize": job_input("adapterSize", settings.adapter_size),
+            "labels": job_input("labels", settings.labels),
             "idempotencyKey": hashlib.sha256(f"{pulumi.get_project()}/{stack}/{name}".encode()).hexdigest()[:32],
             "waitForCompletion": settings.wait_for_completion,
             "completionTimeoutSeconds": settings.completion_timeout,
             "onDelete": settings.on_delete,
             "tunedModelOnDelete": settings.resolved_tuned_model_on_delete,
-        }.items()}, job_opts)
+        }
+        self.job = TuningJob(f"{name}-job", job_args, job_opts)
 
         # Scores the tuned endpoint against the base model once the job has produced it; stops `up` below minChrf.
         self.evaluation = None

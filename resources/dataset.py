@@ -7,8 +7,16 @@ from pathlib import Path
 from typing import Any, Optional, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from resources.target import TargetedProvider, is_unknown
 from tuning.dataset import DatasetReport, estimate_tokens, validate_file
@@ -58,6 +66,8 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
             return CheckResult(news, [CheckFailure("kind", f"must be 'training' or 'validation', got {kind!r}")])
         if is_unknown(path):
             return CheckResult(news, [])
+        if not isinstance(path, str):
+            return CheckResult(news, [CheckFailure("path", f"must be a file path, got {path!r}")])
         report = validate_file(path, kind=kind)
         if not report.ok:
             return CheckResult(news, [CheckFailure("path", str(problem)) for problem in report.problems[:20]])

@@ -41,12 +41,12 @@ def report_provider_errors_without_traceback() -> bool:
     """
     host = sys.modules.get("__main__")
     spec = getattr(host, "__spec__", None)
-    if spec is None or spec.name != "pulumi.dynamic.__main__":
+    if host is None or spec is None or spec.name != "pulumi.dynamic.__main__":
         return False
     current = getattr(host, "traceback", None)
     if isinstance(current, _OneLineTracebacks):
         return True
     if current is None or not callable(getattr(current, "format_exc", None)):
         return False  # a host that reports errors differently: leave it alone
-    host.traceback = _OneLineTracebacks(current)
+    vars(host)["traceback"] = _OneLineTracebacks(current)  # the global its servicer's handlers look up
     return True

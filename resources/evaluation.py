@@ -12,8 +12,16 @@ from __future__ import annotations
 from typing import Any, Optional, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from resources.target import TargetedProvider, is_unknown
 from tuning.dataset import validate_file
@@ -53,6 +61,8 @@ class TranslationEvaluationProvider(TargetedProvider, ResourceProvider):
         path = news.get("datasetPath")
         if failures or is_unknown(path):
             return CheckResult(news, failures)
+        if not isinstance(path, str):
+            return CheckResult(news, [CheckFailure("datasetPath", f"must be a file path, got {path!r}")])
         report = validate_file(path, kind="validation")
         if not report.ok:
             return CheckResult(news, [CheckFailure("datasetPath", str(problem)) for problem in report.problems[:20]])

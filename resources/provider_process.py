@@ -59,13 +59,14 @@ def listen_for_cancel() -> None:
 
 def _engine_cancel(self, request, context):  # noqa: ANN001 - the SDK servicer's signature
     __import__("resources.provider_process", fromlist=["cancel_requested"]).cancel_requested.set()
-    return empty_pb2.Empty()  # noqa: F821 - resolved in pulumi.dynamic.__main__, whose code this becomes
+    # empty_pb2: a global of pulumi.dynamic.__main__, whose function runs this code (and keeps its globals).
+    return empty_pb2.Empty()  # type: ignore[name-defined]  # noqa: F821 - defined there, not here
 
 
 def engine_address() -> Optional[str]:
     """The engine address this process serves, when it is the dynamic-provider plugin; else None."""
-    main = sys.modules.get("__main__")
-    if getattr(main, "__spec__", None) is None or main.__spec__.name != "pulumi.dynamic.__main__":
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is None or spec.name != "pulumi.dynamic.__main__":
         return None
     addresses = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
     return addresses[0] if addresses else None

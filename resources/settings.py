@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from resources.embedded import EMBEDDED
 from tuning.errors import ConfigError
-from tuning.limits import SUPPORTED_ADAPTER_SIZES, SUPPORTED_BASE_MODELS, SUPPORTED_REGIONS
+from tuning.limits import SUPPORTED_ADAPTER_SIZES, BaseModelName, Region
 from tuning.rules import label_violations
 
 PROJECT_NAMESPACE = "translation-tuning"
@@ -28,7 +28,7 @@ class StackSettings(BaseModel):
     evaluation_dataset: Optional[str] = Field(None, description="Local path of the evaluation JSONL; default the "
                                                                  "validation dataset.")
     min_chrf: float = Field(0, ge=0, le=100, description="Lowest tuned chrF that passes the evaluation; 0 = no gate.")
-    base_model: Literal[SUPPORTED_BASE_MODELS] = Field("translation-llm-002", description="Model to tune.")
+    base_model: BaseModelName = Field("translation-llm-002", description="Model to tune.")
     tuned_model_display_name: Optional[str] = Field(None, description="Display name of the tuned model.")
     epoch_count: Optional[int] = Field(None, ge=1, le=100, description="Epochs; service default when unset.")
     learning_rate_multiplier: Optional[float] = Field(None, gt=0, le=100, description="Learning-rate multiplier.")
@@ -45,7 +45,7 @@ class StackSettings(BaseModel):
     bucket_name: Optional[str] = Field(None, description="Dataset bucket; default `<project>-tuning-<stack>`.")
     dataset_prefix: str = Field("datasets", description="Object prefix of the uploaded datasets.")
     project: str = Field(..., alias="gcp:project", description="GCP project id.")
-    region: Literal[SUPPORTED_REGIONS] = Field("us-central1", alias="gcp:region", description="Tuning region.")
+    region: Region = Field("us-central1", alias="gcp:region", description="Tuning region.")
 
     @field_validator("epoch_count", mode="before")
     @classmethod

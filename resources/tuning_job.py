@@ -16,8 +16,16 @@ import re
 from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from resources.provider_process import Cancelled, sleep_unless_cancelled
 from resources.target import TargetedProvider, is_unknown
@@ -238,7 +246,8 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         except DeadlineExceeded as exceeded:
             # The job keeps running and is recorded in the state; `pulumi refresh` picks up its end.
             pulumi.log.warn(f"tuning job {job.name} still running after {timeout:.0f}s; not waiting longer")
-            return exceeded.last
+            last: TuningJobMessage = exceeded.last
+            return last
         if job.state != JobState.JOB_STATE_SUCCEEDED:
             raise JobFailedError(job.name, job.state.name, job.error.message or "no error message")
         return job
@@ -279,12 +288,13 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
             return poll_until(lambda: api.get_tuning_job(job.name) or job, has_ended,
                               timeout=CANCEL_WAIT_SECONDS, backoff=Backoff(initial=0.5, maximum=5.0))
         except DeadlineExceeded as exceeded:
-            if exceeded.last.state != JobState.JOB_STATE_CANCELLING:
-                raise WaitTimeoutError(f"tuning job {job.name} is still {exceeded.last.state.name} "
+            last: TuningJobMessage = exceeded.last
+            if last.state != JobState.JOB_STATE_CANCELLING:
+                raise WaitTimeoutError(f"tuning job {job.name} is still {last.state.name} "
                                        f"{CANCEL_WAIT_SECONDS}s after it was cancelled", CANCEL_WAIT_SECONDS) from None
             pulumi.log.warn(f"tuning job {job.name} is still CANCELLING after {CANCEL_WAIT_SECONDS}s; the service "
                             "finishes the cancel")
-            return exceeded.last
+            return last
 
 
 class WaitInterrupted(TuningError):

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from tuning import dataset, dataset_summary
 from tuning.api_commands import add_api_commands
+from tuning.dataset import DatasetKind
 from tuning.errors import ConfigError
 
 EXIT_OK = 0
@@ -116,10 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _validate(args: argparse.Namespace) -> int:
     """Problems to stdout (one per line, for grep and editors), warnings and summaries to stderr."""
     out, err = sys.stdout, sys.stderr
-    jobs = [(path, "training") for path in args.files] + [(path, "validation") for path in args.validation]
+    jobs: list[tuple[str, DatasetKind]] = [(path, "training") for path in args.files]
+    jobs += [(path, "validation") for path in args.validation]
     status = EXIT_OK
     for path, kind in jobs:
-        report = dataset.validate_file(path, kind=kind)  # type: ignore[arg-type]
+        report = dataset.validate_file(path, kind=kind)
         for problem in report.problems:
             print(problem, file=out)
         if report.omitted_problems:
@@ -135,11 +137,12 @@ def _validate(args: argparse.Namespace) -> int:
 def _dataset_summary(args: argparse.Namespace) -> int:
     """The Markdown to stdout; an unreadable ref or stack file is one `error:` line on stderr."""
     try:
-        files = [(path, "training") for path in args.files] + [(path, "validation") for path in args.validation]
+        files: list[tuple[str, DatasetKind]] = [(path, "training") for path in args.files]
+        files += [(path, "validation") for path in args.validation]
         if args.stack:
             files += dataset_summary.stack_datasets(args.stack)
         title = f"Datasets of stack `{args.stack}`" if args.stack else "Datasets"
-        text = dataset_summary.render(files, title=title, base_ref=args.base_ref)  # type: ignore[arg-type]
+        text = dataset_summary.render(files, title=title, base_ref=args.base_ref)
     except (dataset_summary.SummaryError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -15,9 +15,8 @@ import json
 import os
 import re
 import sys
-
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from tuning.errors import ConfigError, NotFoundError, TuningError
 
@@ -35,7 +34,7 @@ EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 _ID = r"[A-Za-z0-9_-]+(@[A-Za-z0-9_-]+)?"
 
 
-def add_api_commands(commands: argparse._SubParsersAction) -> None:
+def add_api_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `jobs` (list/get/cancel/metrics), `generate`, `endpoints` (undeploy/delete) and `models` (delete)
     on the top-level subparsers."""
     target = argparse.ArgumentParser(add_help=False)
@@ -120,7 +119,12 @@ def _resource_name(args: argparse.Namespace, collection: str, value: str) -> str
     return value
 
 
-def _reporting_errors(run):
+# A command's handler: the parsed arguments in, the exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _reporting_errors(run: Handler) -> Handler:
+    """`run`, with a `TuningError` reported as one `error: ...` line on stderr and exit status 1."""
     def handler(args: argparse.Namespace) -> int:
         try:
             return run(args)

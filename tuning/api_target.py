@@ -7,10 +7,21 @@ Google client, so a no-op `pulumi preview` never loads one (the clients load in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from google.api_core.client_options import ClientOptions
     from google.auth.credentials import Credentials
+
+
+class RestClient(Protocol):
+    """How `ApiTarget.rest_client` builds a generated client (`aiplatform_v1.GenAiTuningServiceClient`, ...)."""
+
+    def __init__(self, *, client_options: ClientOptions, transport: str,
+                 credentials: Optional[Credentials]) -> None: ...
+
+
+Client = TypeVar("Client", bound=RestClient)
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,7 @@ class ApiTarget:
         """The emulator's URL, or the regional Vertex AI host."""
         return self.emulator_endpoint or f"{self.location}-aiplatform.googleapis.com"
 
-    def rest_client(self, client_class: type, credentials: Optional["Credentials"] = None) -> Any:
+    def rest_client(self, client_class: type[Client], credentials: Optional[Credentials] = None) -> Client:
         """A generated aiplatform_v1 client for this target over REST.
 
         REST, because the gRPC transport always uses TLS and cannot reach a plain-http emulator; the

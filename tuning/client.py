@@ -2,8 +2,8 @@
 
 The provider and the CLI call these methods; nothing else in the project builds Vertex AI URLs. Jobs go in and come
 out as the official `aiplatform_v1.TuningJob`. The clients load in about a second, so they are imported on first
-use (`_aiplatform`): the provider's check and diff, which `pulumi preview` runs, import this module but never
-call it.
+use (in the methods of `TuningApi`): the provider's check and diff, which `pulumi preview` runs, import this module
+but never call it.
 
 Retries (this module holds the policy that `storage`, `prediction` and `models_api` use too): 408, 429, 5xx and
 connection errors are retried with jittered exponential backoff by `google.api_core.retry.Retry`, for at most
@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Optional
@@ -32,13 +32,12 @@ from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 
-from tuning.api_target import ApiTarget  # noqa: F401 - re-exported: callers build targets from tuning.client
+from tuning.api_target import ApiTarget as ApiTarget  # re-exported: callers build targets from tuning.client
 from tuning.errors import ApiCallError, ApiError, ConfigError, TuningError, rpc_status_of_http
 from tuning.limits import ALL_METRICS
 from tuning.polling import Backoff, DeadlineExceeded, poll_until
 
 if TYPE_CHECKING:
-    from google.cloud import aiplatform_v1
     from google.cloud.aiplatform_v1 import JobState, TuningJob
 
 log = logging.getLogger(__name__)
@@ -59,14 +58,6 @@ TRANSIENT_TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exce
                               requests.exceptions.ChunkedEncodingError, auth_exceptions.TransportError, ConnectionError)
 
 
-def _aiplatform() -> "aiplatform_v1":
-    """The generated Vertex AI clients, imported on first use: they take about a second to load, which
-    `pulumi preview` (program and providers) and `python -m tuning validate` should not pay for."""
-    from google.cloud import aiplatform_v1
-
-    return aiplatform_v1
-
-
 def http_status(error: BaseException) -> Optional[int]:
     """The HTTP status an error carries: a Google API error's code, or the status of the response it wraps."""
     if isinstance(error, gexc.GoogleAPICallError) and isinstance(error.code, int):
@@ -75,17 +66,30 @@ def http_status(error: BaseException) -> Optional[int]:
     return status if isinstance(status, int) else None
 
 
+def _error_envelope(error: BaseException) -> dict[str, Any]:
+    """The `error` object of Google's JSON envelope (`{"error": {"code", "status", "message"}}`) in the response an
+    error carries; empty when there is no response, it is not JSON, or not Google's envelope."""
+    response = getattr(error, "response", None)
+    if response is None:
+        return {}
+    try:
+        body = response.json()
+    except Exception:  # noqa: BLE001 - not JSON, or not a response with .json(): no envelope
+        return {}
+    envelope = body.get("error") if isinstance(body, dict) else None
+    return envelope if isinstance(envelope, dict) else {}
+
+
 def rpc_status(error: BaseException) -> str:
     """The google.rpc status name of an API's error answer: the `error.status` of Google's envelope, else the one
     of the exception's class, else the one of its HTTP status (`UNKNOWN` without one)."""
-    try:
-        status = getattr(error, "response", None).json()["error"]["status"]
-    except Exception:  # noqa: BLE001 - no response, not JSON, not Google's envelope: fall back below
-        status = None
-    if not isinstance(status, str) or not status:
-        grpc_code = getattr(error, "grpc_status_code", None)
-        status = grpc_code.name if grpc_code is not None else rpc_status_of_http(http_status(error) or 0)
-    return status
+    status = _error_envelope(error).get("status")
+    if isinstance(status, str) and status:
+        return status
+    grpc_code = getattr(error, "grpc_status_code", None)
+    if grpc_code is not None:
+        return str(grpc_code.name)
+    return rpc_status_of_http(http_status(error) or 0)
 
 
 def answered(error: BaseException, message: str) -> ApiError:
@@ -182,12 +186,7 @@ def missing_credentials(call: str, resource: str) -> ApiCallError:
 
 def service_message(error: BaseException, limit: int = 240) -> str:
     """What the service said (the `error.message` of Google's envelope), else the error's own text; shortened."""
-    text = ""
-    response = getattr(error, "response", None)
-    try:
-        text = response.json()["error"]["message"]
-    except Exception:  # noqa: BLE001 - no response, not JSON, not Google's envelope: fall back below
-        pass
+    text = _error_envelope(error).get("message", "")
     if not text:
         text = getattr(error, "message", None) or str(error)
         text = _URL_PREFIX.sub("", text)
@@ -229,46 +228,42 @@ def call_failure(error: BaseException, *, call: str, resource: str, target: ApiT
     if isinstance(error, auth_exceptions.DefaultCredentialsError):
         return missing_credentials(call, resource)
     status = http_status(error)
-    transport = status is None and isinstance(error, TRANSIENT_TRANSPORT_ERRORS)
-    if status is None and not transport:
-        return None
     after = f", still after retrying for {retried_for:.1f}s" if retried_for is not None else ""
-    common = {"call": call, "resource": resource, "code": status or 0}
-    if transport:
+
+    def failure(kind: str, problem: str, advice: str) -> ApiCallError:
+        return ApiCallError(call=call, resource=resource, code=status or 0, kind=kind, problem=problem, advice=advice)
+
+    if status is None:
+        if not isinstance(error, TRANSIENT_TRANSPORT_ERRORS):
+            return None
         host = _host_of(error, target, service)
         if isinstance(error, requests.exceptions.Timeout) and not isinstance(error, requests.exceptions.ConnectTimeout):
-            return ApiCallError(**common, kind="timeout",
-                                problem=f"no answer from {host} within {policy.attempt_timeout:.0f}s{after}",
-                                advice=f"the service is slow or overloaded: try again later ({_WAIT_LONGER})")
+            return failure("timeout", problem=f"no answer from {host} within {policy.attempt_timeout:.0f}s{after}",
+                           advice=f"the service is slow or overloaded: try again later ({_WAIT_LONGER})")
         if target.emulator_endpoint:
             advice = ("is the emulator running there? start it (python -m emulator.background start) or point to "
                       "the right one (stack config translation-tuning:emulatorEndpoint, or --emulator URL)")
         else:
             advice = "check the network connection, proxy and firewall, then try again"
         reason = "connection refused" if "refused" in str(error).lower() else "connection failed"
-        return ApiCallError(**common, kind="unreachable", problem=f"cannot connect to {host} ({reason}){after}",
-                            advice=advice)
+        return failure("unreachable", problem=f"cannot connect to {host} ({reason}){after}", advice=advice)
     said = service_message(error)
     if status == 429:
-        return ApiCallError(**common, kind="quota", problem=f"quota exceeded or rate-limited ({_status_text(status)}: "
-                                                            f"{said}){after}",
-                            advice=f"wait a few minutes and try again, or ask for a higher {service.name} quota "
-                                   f"in project {target.project} (console: IAM & Admin > Quotas)")
+        return failure("quota", problem=f"quota exceeded or rate-limited ({_status_text(status)}: {said}){after}",
+                       advice=f"wait a few minutes and try again, or ask for a higher {service.name} quota "
+                              f"in project {target.project} (console: IAM & Admin > Quotas)")
     if status == 401:
-        return ApiCallError(**common, kind="unauthenticated", problem=f"not authenticated ({_status_text(status)}: "
-                                                                      f"{said})",
-                            advice="sign in again with `gcloud auth application-default login`, or check "
-                                   "GOOGLE_APPLICATION_CREDENTIALS")
+        return failure("unauthenticated", problem=f"not authenticated ({_status_text(status)}: {said})",
+                       advice="sign in again with `gcloud auth application-default login`, or check "
+                              "GOOGLE_APPLICATION_CREDENTIALS")
     if status == 403:
-        return ApiCallError(**common, kind="permission-denied",
-                            problem=f"permission denied ({_status_text(status)}: {said})",
-                            advice=f"grant the caller's account {service.role} on project {target.project}, or "
-                                   "run with other credentials (gcloud auth application-default login)")
+        return failure("permission-denied", problem=f"permission denied ({_status_text(status)}: {said})",
+                       advice=f"grant the caller's account {service.role} on project {target.project}, or "
+                              "run with other credentials (gcloud auth application-default login)")
     if retried_for is not None:
-        return ApiCallError(**common, kind="retries-exhausted",
-                            problem=f"{_status_text(status)} ({said}){after}",
-                            advice=f"the service is failing or overloaded: try again later ({_WAIT_LONGER})")
-    return ApiCallError(**common, kind="rejected", problem=f"{_status_text(status)}: {said}", advice="")
+        return failure("retries-exhausted", problem=f"{_status_text(status)} ({said}){after}",
+                       advice=f"the service is failing or overloaded: try again later ({_WAIT_LONGER})")
+    return failure("rejected", problem=f"{_status_text(status)}: {said}", advice="")
 
 
 @contextmanager
@@ -313,9 +308,11 @@ class TuningApi:
                  retry_policy: Optional[RetryPolicy] = None) -> None:
         self.target = target
         self.retry_policy = retry_policy or RetryPolicy.from_environment()
-        self._client = target.rest_client(_aiplatform().GenAiTuningServiceClient, credentials)
+        from google.cloud.aiplatform_v1 import GenAiTuningServiceClient  # on first use: about a second to load
 
-    def _calling(self, call: str, resource: str):
+        self._client = target.rest_client(GenAiTuningServiceClient, credentials)
+
+    def _calling(self, call: str, resource: str) -> AbstractContextManager[None]:
         return calling(call, resource, self.target, self.retry_policy)
 
     # -- jobs --------------------------------------------------------------------------------------
@@ -344,7 +341,9 @@ class TuningApi:
             yield from self._list(filter, page_size, self.retry_policy.retry())
 
     def _list(self, filter: str, page_size: int, retry: Optional[gretry.Retry]) -> Iterator[TuningJob]:
-        request = _aiplatform().ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
+        from google.cloud.aiplatform_v1 import ListTuningJobsRequest
+
+        request = ListTuningJobsRequest(parent=self.target.parent, filter=filter, page_size=page_size)
         yield from self._client.list_tuning_jobs(request=request, retry=retry,
                                                  timeout=self.retry_policy.attempt_timeout)
 
@@ -471,9 +470,10 @@ class TuningApi:
         experiment runs. A read, retried as a whole."""
         if not job.name or not job.state:
             return {}
-        if self.target.emulator_endpoint:
+        emulator = self.target.emulator_endpoint
+        if emulator:
             with self._calling("metrics read", f"of {job.name}"):
-                raw = self.retry_policy.retry()(self._emulator_metric_series)(job.name)
+                raw = self.retry_policy.retry()(self._emulator_metric_series)(emulator, job.name)
         elif job.experiment:
             with self._calling("experiment read (ML Metadata, TensorBoard)", job.experiment):
                 raw = self.retry_policy.retry(is_retryable_cause)(self._experiment_series)(job)
@@ -481,8 +481,8 @@ class TuningApi:
             return {}
         return {name.lstrip("/"): sorted(raw[name]) for name in ALL_METRICS if raw.get(name)}
 
-    def _emulator_metric_series(self, job_name: str) -> dict[str, list[tuple[int, float]]]:
-        url = f"{self.target.emulator_endpoint.rstrip('/')}/_emulator/v1/{job_name}/metrics"
+    def _emulator_metric_series(self, emulator: str, job_name: str) -> dict[str, list[tuple[int, float]]]:
+        url = f"{emulator.rstrip('/')}/_emulator/v1/{job_name}/metrics"
         response = requests.get(url, timeout=self.retry_policy.attempt_timeout)
         if response.status_code == 404:
             return {}
@@ -526,7 +526,8 @@ class TuningApi:
             saved = [(state, dict(vars(state))) for state in (initializer.global_config, metadata._experiment_tracker)]
             saved_retry = sdk_base._DEFAULT_RETRY
             try:
-                sdk_base._DEFAULT_RETRY = None
+                # None: no retry (the SDK passes it on as `retry=`); its inferred type is the Retry it starts with.
+                sdk_base._DEFAULT_RETRY = None  # type: ignore[assignment]
                 aiplatform.init(project=self.target.project, location=self.target.location,
                                 api_endpoint=self.target.api_endpoint,
                                 api_transport="rest", credentials=AnonymousCredentials() if emulator else None)

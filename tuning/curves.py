@@ -33,7 +33,7 @@ def render_curves(series: Mapping[str, Series], path: Path, *, title: str) -> Pa
     figure, axes = pyplot.subplots(2, 3, figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
     try:
         figure.suptitle(title, fontsize=11)
-        for axis, (metric, label) in zip(axes.flat, PANELS):
+        for axis, (metric, label) in zip(axes.flat, PANELS, strict=True):  # a 2 x 3 grid: one axis per panel
             points = series.get(metric) or ()
             axis.set_title(label, fontsize=10)
             axis.set_xlabel("step", fontsize=9)
@@ -43,7 +43,7 @@ def render_curves(series: Mapping[str, Series], path: Path, *, title: str) -> Pa
                 axis.text(0.5, 0.5, "no points yet", ha="center", va="center", color="#80868b",
                           transform=axis.transAxes)
                 continue
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)  # (step, value) pairs
             colour = EVAL_COLOUR if metric.startswith("eval_") else TRAIN_COLOUR
             axis.plot(steps, values, color=colour, linewidth=2, marker="o" if len(points) < 30 else None,
                       markersize=3)

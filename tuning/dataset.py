@@ -30,13 +30,24 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Protocol, Sequence, cast
 
 import orjson
 
 from tuning.errors import DatasetError
 
 DatasetKind = Literal["training", "validation"]
+
+
+class ByteStream(Protocol):
+    """What the validator reads: a binary file, a pipe, or a wrapper of one that returns bytes from `read`."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+# orjson.loads, also given the None that stands for an overlong line: it then raises JSONDecodeError too, which
+# the loops below rely on to keep a test out of their hot path (see `_LineReader`).
+_loads_line = cast(Callable[[bytes | None], Any], orjson.loads)
 DATASET_KINDS: tuple[str, ...] = ("training", "validation")
 
 # The docs say "up to 1 GB"; we read that as 1 GiB, the larger of the two readings, so we never reject a file
@@ -191,7 +202,7 @@ def validate_file(path: str | Path, *, kind: DatasetKind = "training") -> Datase
         return validate_stream(handle, name=name, kind=kind)
 
 
-def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> DatasetReport:
+def validate_stream(stream: ByteStream, *, name: str, kind: DatasetKind) -> DatasetReport:
     """Validate a dataset read from a binary stream (a file, a GCS blob reader), in one pass.
 
     Args:
@@ -216,10 +227,11 @@ def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> Datase
     check_line = MAX_VALIDATION_EXAMPLES + 1 if kind == "validation" else 0  # 0: no limit, never matches
     over_limit_line = 0
     max_chars_per_example = MAX_EXAMPLE_TOKENS * CHARS_PER_TOKEN
-    loads = orjson.loads
+    loads = _loads_line
     decode_error = orjson.JSONDecodeError
     example_chars = _example_chars
 
+    problem: tuple[str | None, str]  # (field path, rule) of the line's problem
     line = 0
     for batch in reader.batches():
         for raw in batch:
@@ -303,7 +315,7 @@ def validate_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> Datase
     )
 
 
-def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+def iter_examples(stream: ByteStream) -> Iterator[tuple[int, list[tuple[str, str]]]]:
     """Yield the valid examples of a dataset, skipping every line that breaks a rule.
 
     The text parts of a turn are concatenated without a separator.
@@ -315,7 +327,7 @@ def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, list[tuple[str, str]]
         ``(line number, [(role, text), ...])`` for each valid line, in file order.
     """
     max_chars_per_example = MAX_EXAMPLE_TOKENS * CHARS_PER_TOKEN
-    loads = orjson.loads
+    loads = _loads_line
     line = 0
     for raw in _LineReader(stream, hashed=False).lines():
         line += 1
@@ -379,7 +391,7 @@ class _LineReader:
     raises JSONDecodeError, so the hot path needs no extra test for it.
     """
 
-    def __init__(self, stream: BinaryIO, *, hashed: bool = True) -> None:
+    def __init__(self, stream: ByteStream, *, hashed: bool = True) -> None:
         self._stream = stream
         self._digest = hashlib.sha256() if hashed else None
         self.bytes = 0
@@ -411,23 +423,25 @@ class _LineReader:
                 if not block:
                     break
                 self.bytes += len(block)
-                if hasher is not None:
+                if hasher is not None and update is not None:
                     if hashing is not None:
                         hashing.result()
                     hashing = hasher.submit(update, block)
-                lines: list[bytes | None] = block.split(b"\n")  # type: ignore[assignment]
-                if len(lines) == 1:  # no newline in this block: the current line goes on
+                pieces = block.split(b"\n")
+                if len(pieces) == 1:  # no newline in this block: the current line goes on
                     if not overlong:
                         carry += block
                         if len(carry) > MAX_LINE_BYTES:
                             overlong, carry = True, b""
                     continue
+                # The same list, not a copy: its first line becomes None when it is overlong.
+                lines = cast("list[bytes | None]", pieces)
                 if overlong:
                     lines[0], overlong = None, False
                 elif carry:
-                    first = carry + lines[0]  # type: ignore[operator]
+                    first = carry + pieces[0]
                     lines[0] = None if len(first) > MAX_LINE_BYTES else first
-                carry = lines.pop()  # type: ignore[assignment]
+                carry = pieces.pop()  # the start of the next line (the last piece: never the None)
                 yield lines
             if hashing is not None:
                 hashing.result()
@@ -440,15 +454,15 @@ class _LineReader:
                 hasher.shutdown(wait=True)
 
 
-def _example_chars(example: object) -> int:
-    """Characters of text in a valid example, or -1 if it breaks a structural rule.
+def _example_chars(example: Any) -> int:
+    """Characters of text in a valid example (parsed JSON, of any shape), or -1 if it breaks a structural rule.
 
     The usual shape (user/model exchanges, one text part per turn) is checked first with straight-line
     code; any other shape, and any exception on the way, goes to the general check `_text_chars`.
     """
     try:
-        contents = example["contents"]  # type: ignore[index]
-        if len(example) == 1:  # type: ignore[arg-type]
+        contents = example["contents"]
+        if len(example) == 1:
             chars = 0
             turns = iter(contents)
             for user in turns:

@@ -23,11 +23,10 @@ import os
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import BinaryIO, Sequence
-
+from typing import Sequence
 
 from tuning import dataset
-from tuning.dataset import DatasetKind, DatasetReport
+from tuning.dataset import ByteStream, DatasetKind, DatasetReport
 from tuning.errors import ConfigError, TuningError
 from tuning.stack_files import stack_value
 
@@ -76,7 +75,7 @@ class _CountingLines:
     Each line is hashed as its pieces arrive, so a long line is never held in memory.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self.counts: Counter[bytes] = Counter()
         self._line = hashlib.blake2b(digest_size=16)
@@ -110,10 +109,10 @@ class _CountingLines:
         self._open, self._blank = False, True
 
 
-def summarize_stream(stream: BinaryIO, *, name: str, kind: DatasetKind) -> DatasetSummary:
+def summarize_stream(stream: ByteStream, *, name: str, kind: DatasetKind) -> DatasetSummary:
     """Validate a stream in one pass, counting its example lines on the way."""
     counting = _CountingLines(stream)
-    report = dataset.validate_stream(counting, name=name, kind=kind)  # type: ignore[arg-type]
+    report = dataset.validate_stream(counting, name=name, kind=kind)
     return DatasetSummary(report, counting.counts)
 
 
@@ -169,13 +168,14 @@ def stack_datasets(stack: str) -> list[tuple[str, DatasetKind]]:
         ConfigError: a stack file is missing or a dataset key is not a string.
     """
     files: list[tuple[str, DatasetKind]] = []
-    for key, kind in (("trainingDataset", "training"), ("validationDataset", "validation")):
+    keys: tuple[tuple[str, DatasetKind], ...] = (("trainingDataset", "training"), ("validationDataset", "validation"))
+    for key, kind in keys:
         full_key, value = stack_value(stack, key)
         value = "" if value is None else value
         if not isinstance(value, str):
             raise ConfigError(full_key, f"expected a file path (string) in Pulumi.{stack}.yaml, got {value!r}")
         if value:
-            files.append((value, kind))  # type: ignore[arg-type]
+            files.append((value, kind))
     return files
 
 

@@ -91,21 +91,27 @@ def evaluate(target: "ApiTarget", *, endpoint: str, base_model: str, examples: S
     from tuning.prediction import PredictionApi
 
     api = PredictionApi(target)
+
+    def answer_with(model: str) -> Callable[[str], str]:
+        """`model`'s greedy answer to one prompt (a function per model: no closure over a loop variable)."""
+        def generate(prompt: str) -> str:
+            return api.generate(model, prompt, max_output_tokens=MAX_OUTPUT_TOKENS, temperature=0.0).text
+        return generate
+
     sources = [example.source for example in examples]
     references = [example.reference for example in examples]
-    answers = {}
+    answers: dict[str, list[str]] = {}
     for label, model in (("tuned", endpoint),
                          ("base", base_model_name(target.project, target.location, base_model))):
-        answers[label] = translate(
-            lambda prompt, model=model: api.generate(model, prompt, max_output_tokens=MAX_OUTPUT_TOKENS,
-                                                     temperature=0.0).text,
-            sources, concurrency=concurrency)
+        answers[label] = translate(answer_with(model), sources, concurrency=concurrency)
+    # translate() answers every source in order: one tuned and one base answer per example.
+    samples = zip(examples[:SAMPLES], answers["tuned"][:SAMPLES], answers["base"][:SAMPLES], strict=True)
     return {
         "examples": len(examples),
         "tuned": corpus_scores(answers["tuned"], references),
         "base": corpus_scores(answers["base"], references),
         "samples": [{"source": example.source, "reference": example.reference, "tuned": tuned, "base": base}
-                    for example, tuned, base in zip(examples[:SAMPLES], answers["tuned"], answers["base"])],
+                    for example, tuned, base in samples],
     }
 
 

@@ -1,8 +1,13 @@
 """What this project supports and reads of translation-llm-002 tuning: ours, not wire shapes (those are the official
 `google.cloud.aiplatform_v1` types). Cheap to import: the provider's check and the dataset validator use it."""
 
-SUPPORTED_BASE_MODELS = ("translation-llm-002",)
-SUPPORTED_REGIONS = ("us-central1",)
+from typing import Literal, get_args
+
+# The supported values as types (the stack settings' fields) and as tuples (checks and messages).
+BaseModelName = Literal["translation-llm-002"]
+Region = Literal["us-central1"]
+SUPPORTED_BASE_MODELS: tuple[str, ...] = get_args(BaseModelName)
+SUPPORTED_REGIONS: tuple[str, ...] = get_args(Region)
 # translation-llm-002 accepts adapter size 4 only.
 SUPPORTED_ADAPTER_SIZES = (4,)
 

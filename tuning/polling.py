@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Protocol, TypeVar
+from typing import Callable, Generic, Iterator, Optional, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -30,10 +30,13 @@ class Backoff:
             delay = min(self.maximum, delay * self.multiplier)
 
 
-class DeadlineExceeded(TimeoutError):
-    """`poll_until` ran out of time; `last` holds the last value seen."""
+class DeadlineExceeded(TimeoutError, Generic[T]):
+    """`poll_until` ran out of time; `last` holds the last value seen.
 
-    def __init__(self, message: str, last: object) -> None:
+    An `except` clause sees `DeadlineExceeded[Any]`: a caller states the type of `last` it knows it polled.
+    """
+
+    def __init__(self, message: str, last: T) -> None:
         super().__init__(message)
         self.last = last
 

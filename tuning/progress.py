@@ -70,7 +70,8 @@ def elapsed_seconds(job: TuningJob, *, now: Optional[datetime] = None) -> float:
     if job.create_time is None:
         return 0.0
     end = job.end_time if has_ended(job) else None
-    return max(0.0, ((end or now or datetime.now(timezone.utc)) - job.create_time).total_seconds())
+    seconds: float = ((end or now or datetime.now(timezone.utc)) - job.create_time).total_seconds()
+    return max(0.0, seconds)
 
 
 def format_duration(seconds: float) -> str:

@@ -27,7 +27,7 @@ def stack_value(stack: str, key: str) -> tuple[str, Any]:
     return full_key, values.get(full_key, default)
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             loaded = yaml.safe_load(handle) or {}

@@ -17,13 +17,14 @@ A call that fails for good raises `ApiCallError`, one line naming the call, the 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Optional
 
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+from google.cloud.storage import Client
 from google.cloud.storage.retry import DEFAULT_RETRY, ConditionalRetryPolicy, is_generation_specified
 
 from tuning.client import CLOUD_STORAGE, ApiTarget, RetryPolicy, calling, missing_credentials
@@ -59,14 +60,14 @@ class StorageApi:
         self._timeout = self.retry_policy.attempt_timeout
         try:
             if target.emulator_endpoint:
-                self._client = storage.Client(project=target.project, credentials=AnonymousCredentials(),
+                self._client = Client(project=target.project, credentials=AnonymousCredentials(),
                                               client_options={"api_endpoint": target.emulator_endpoint})
             else:
-                self._client = storage.Client(project=target.project)
+                self._client = Client(project=target.project)
         except auth_exceptions.DefaultCredentialsError as error:
             raise missing_credentials("Cloud Storage client", f"for project {target.project}") from error
 
-    def _calling(self, call: str, resource: str):
+    def _calling(self, call: str, resource: str) -> AbstractContextManager[None]:
         return calling(call, resource, self.target, self.retry_policy, CLOUD_STORAGE)
 
     def ensure_bucket(self, name: str, *, location: str, labels: Optional[dict[str, str]] = None) -> None:
@@ -133,7 +134,8 @@ class StorageApi:
 
     def object_exists(self, bucket: str, name: str) -> bool:
         with self._calling("objects.get", f"gs://{bucket}/{name}"):
-            return self._client.bucket(bucket).blob(name).exists(retry=self._retry, timeout=self._timeout)
+            exists: bool = self._client.bucket(bucket).blob(name).exists(retry=self._retry, timeout=self._timeout)
+            return exists
 
     def upload_file(self, bucket: str, name: str, path: Path) -> None:
         """Upload `path` as `name`, resumable in chunks when large; an existing object is kept (create-only)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from google.cloud import aiplatform_v1
+from google.cloud.aiplatform_v1 import JobState as JobState  # re-exported; the class itself, so JobState["NAME"]
 from google.protobuf import json_format
 
-JobState = aiplatform_v1.JobState
 AdapterSize = aiplatform_v1.SupervisedHyperParameters.AdapterSize
 
 # A tuning job in one of these states never changes again. EXPIRED counts, unlike the vertexai SDK's `has_ended`:
@@ -22,7 +22,7 @@ ENDED_STATES = frozenset({JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILE
                           JobState.JOB_STATE_EXPIRED})
 
 # The enum's numbers are not in size order (ADAPTER_SIZE_TWO came last).
-_ADAPTER_SIZES = {AdapterSize.ADAPTER_SIZE_ONE: 1, AdapterSize.ADAPTER_SIZE_TWO: 2, AdapterSize.ADAPTER_SIZE_FOUR: 4,
+_ADAPTER_SIZES: dict[AdapterSize, int] = {AdapterSize.ADAPTER_SIZE_ONE: 1, AdapterSize.ADAPTER_SIZE_TWO: 2, AdapterSize.ADAPTER_SIZE_FOUR: 4,
                   AdapterSize.ADAPTER_SIZE_EIGHT: 8, AdapterSize.ADAPTER_SIZE_SIXTEEN: 16,
                   AdapterSize.ADAPTER_SIZE_THIRTY_TWO: 32}
 
@@ -55,7 +55,8 @@ def adapter_size_number(member: AdapterSize) -> Optional[int]:
 
 def to_rest_json(job: aiplatform_v1.TuningJob) -> dict[str, Any]:
     """The job as the REST API shows it: camelCase, enums by name, int64 as strings, unset fields left out."""
-    return json_format.MessageToDict(aiplatform_v1.TuningJob.pb(job))
+    body: dict[str, Any] = json_format.MessageToDict(aiplatform_v1.TuningJob.pb(job))
+    return body
 
 
 def from_rest_json(body: dict[str, Any]) -> aiplatform_v1.TuningJob:
@@ -65,8 +66,10 @@ def from_rest_json(body: dict[str, Any]) -> aiplatform_v1.TuningJob:
         google.protobuf.json_format.ParseError: a field has a value of the wrong type (unknown enum names are
             ignored, like unknown fields).
     """
-    return aiplatform_v1.TuningJob.wrap(
-        json_format.ParseDict(body, aiplatform_v1.TuningJob.pb(aiplatform_v1.TuningJob()), ignore_unknown_fields=True))
+    message = json_format.ParseDict(body, aiplatform_v1.TuningJob.pb(aiplatform_v1.TuningJob()),
+                                    ignore_unknown_fields=True)
+    job: aiplatform_v1.TuningJob = aiplatform_v1.TuningJob.wrap(message)
+    return job
 
 
 def experiment_id(job: aiplatform_v1.TuningJob) -> str:

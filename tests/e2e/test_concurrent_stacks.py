@@ -67,7 +67,7 @@ def test_four_stacks_up_at_once_make_four_distinct_jobs_that_all_succeed(tmp_pat
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.write_text(json.dumps({"stacks": len(STACKS), "wall_seconds": round(wall, 1)}, indent=2) + "\n")
 
-    for stack, (code, output) in zip(STACKS, results):
+    for stack, (code, output) in zip(STACKS, results, strict=True):  # one result per project, in order
         assert code == 0, f"pulumi up of {stack} exited {code}:\n{output[-4000:]}"
         assert "Traceback" not in output, output
     outputs = {project.stack: project.outputs() for project in projects}

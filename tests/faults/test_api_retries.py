@@ -19,8 +19,24 @@ from google.cloud.aiplatform_v1 import JobState, TuningJob
 from emulator.server import serve_in_thread
 from tests.conftest import LOCATION, PROJECT, SAMPLE_TRAIN, emulator_settings
 from tests.emulator.helpers import wait_until_ended
-from tests.faults.helpers import (BUCKET, BUCKETS, CANCEL, ENDPOINT, GENERATE, JOB, JOBS, METADATA, MODEL, OBJECT,
-                                  TENSORBOARD, UNDEPLOY, UPLOAD, add_fault, big_file, not_fully_injected)
+from tests.faults.helpers import (
+    BUCKET,
+    BUCKETS,
+    CANCEL,
+    ENDPOINT,
+    GENERATE,
+    JOB,
+    JOBS,
+    METADATA,
+    MODEL,
+    OBJECT,
+    TENSORBOARD,
+    UNDEPLOY,
+    UPLOAD,
+    add_fault,
+    big_file,
+    not_fully_injected,
+)
 from tuning.client import RETRY_DEADLINE_ENV, ApiTarget, TuningApi
 from tuning.models_api import ModelsApi
 from tuning.prediction import PredictionApi

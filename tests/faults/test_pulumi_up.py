@@ -19,8 +19,18 @@ from emulator.server import serve_in_thread
 from tests.conftest import emulator_settings
 from tests.e2e.cli import PulumiProject, make_project
 from tests.faults.conftest import CONVERGE_DEADLINE, GIVE_UP_DEADLINE
-from tests.faults.helpers import (BUCKET, BUCKETS, CANCEL, JOB, JOBS, OBJECT, UPLOAD, add_fault, clear_faults,
-                                  not_fully_injected)
+from tests.faults.helpers import (
+    BUCKET,
+    BUCKETS,
+    CANCEL,
+    JOB,
+    JOBS,
+    OBJECT,
+    UPLOAD,
+    add_fault,
+    clear_faults,
+    not_fully_injected,
+)
 from tuning.client import RETRY_DEADLINE_ENV
 
 PARENT = "projects/e2e-project/locations/us-central1"

@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from emulator.server import RunningEmulator, serve_in_thread
-from tests.conftest import (LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, emulator_settings, upload)
+from tests.conftest import LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, emulator_settings, upload
 from tests.emulator.helpers import ENDED, wait_for, wait_until_ended
 
 CLIENTS = 64
@@ -190,7 +190,7 @@ MIX: list[tuple[Callable[[Client], None], int]] = [
 
 def run_client(client: Client, start: threading.Barrier, until: list[float]) -> None:
     """Run the mix until the deadline; the first call is the client's own (index-th) route, so every route runs."""
-    actions, weights = zip(*MIX)
+    actions, weights = zip(*MIX, strict=True)  # (action, weight) pairs
     start.wait()
     action = actions[client.index % len(actions)]
     while True:

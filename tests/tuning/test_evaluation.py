@@ -9,8 +9,7 @@ import pytest
 
 from tests.conftest import SAMPLE_VALIDATION
 from tuning.errors import DatasetError
-from tuning.evaluation import (EvaluationGateError, base_model_name, check_gate, corpus_scores,
-                               load_examples, translate)
+from tuning.evaluation import EvaluationGateError, base_model_name, check_gate, corpus_scores, load_examples, translate
 
 
 def test_examples_are_the_prompts_and_answers_of_the_dataset():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from itertools import islice
 
-from tuning.vertex import from_rest_json
 from tuning.progress import JobProgress, ProgressLog, ProportionalBackoff, format_duration, job_progress
+from tuning.vertex import from_rest_json
 
 
 class FakeClock:

@@ -6,8 +6,15 @@ import pytest
 from google.cloud.aiplatform_v1 import JobState, SupervisedHyperParameters, TuningJob
 from google.protobuf import json_format
 
-from tuning.vertex import adapter_size, adapter_size_number, experiment_id, from_rest_json, has_ended, state_name, \
-    to_rest_json
+from tuning.vertex import (
+    adapter_size,
+    adapter_size_number,
+    experiment_id,
+    from_rest_json,
+    has_ended,
+    state_name,
+    to_rest_json,
+)
 
 AdapterSize = SupervisedHyperParameters.AdapterSize
 

@@ -8,7 +8,6 @@ failures this script shows; rerun it on a new version before trying again.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

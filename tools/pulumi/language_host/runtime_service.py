@@ -173,7 +173,7 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
             if not context.add_callback(lambda: threading.Thread(target=stop, args=(child,), daemon=True).start()):
                 return  # the engine closed the stream already: nobody reads the plugin (finally stops it)
             for stream, line in stream_lines(child):
-                yield language_pb2.RunPluginResponse(**{stream: line})
+                yield _output(stream, line)
             yield language_pb2.RunPluginResponse(exitcode=self.children.wait(child))
         finally:
             stop(child)
@@ -220,7 +220,7 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
                         stop(child)  # the engine closed the stream while the pack started: nobody will call it
                     attached = True
                     continue
-                yield language_pb2.RunPluginResponse(**{stream: line})
+                yield _output(stream, line)
             code = self.children.wait(child)
             if not attached:
                 proxy.abort(f"the policy pack exited with code {code} before it served")
@@ -230,6 +230,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
             if child is not None:
                 stop(child)
                 self.children.forget(child)
+
+
+def _output(stream: str, line: bytes) -> language_pb2.RunPluginResponse:
+    """A line a plugin printed on its "stdout" or "stderr" `stream`, as the response that passes it on."""
+    if stream == "stdout":
+        return language_pb2.RunPluginResponse(stdout=line)
+    return language_pb2.RunPluginResponse(stderr=line)
 
 
 def _port(line: bytes) -> Optional[int]:
