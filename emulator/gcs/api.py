@@ -36,8 +36,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, OutOfRange, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
 from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions, etag
-from emulator.gcs.streams import (Body, Reader, Sink, b64, crc32c_b64, file_chunks, fsync_path, multipart_boundary,
-                                  parse_content_range, parse_part_headers, parse_range)
+from emulator.gcs.streams import (
+    Body,
+    Reader,
+    Sink,
+    b64,
+    crc32c_b64,
+    file_chunks,
+    fsync_path,
+    multipart_boundary,
+    parse_content_range,
+    parse_part_headers,
+    parse_range,
+)
 from emulator.paging import after_key, with_next_page
 from emulator.requests import read_json
 from emulator.routes import ApiRoute, route

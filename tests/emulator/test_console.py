@@ -147,7 +147,7 @@ def read_png(path: Path) -> tuple[int, int, int, bytes]:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
         elif kind == 2:  # Up
-            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev))
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev, strict=True))
         elif kind == 3:  # Average
             for i in range(stride):
                 left = line[i - bpp] if i >= bpp else 0
@@ -201,7 +201,7 @@ def check_screenshot(path: Path, size: tuple[int, int], charts: list[dict]) -> N
         target = parse_rgb(chart["stroke"])
         left, top, right, bottom = (int(v) for v in chart["box"])
         hits = [x for y in range(max(top, 0), min(bottom, height)) for x in range(max(left, 0), min(right, width))
-                if all(abs(c - t) <= 24 for c, t in zip(pixel(x, y), target))]
+                if all(abs(c - t) <= 24 for c, t in zip(pixel(x, y), target, strict=True))]
         assert len(hits) >= 40, f"{chart['metric']}: stroke {chart['stroke']} barely visible ({len(hits)} px)"
         span, expected_span = max(hits) - min(hits), chart["line"][1] - chart["line"][0]
         assert span >= 0.8 * expected_span, f"{chart['metric']}: curve spans {span}px of {expected_span:.0f}px"
@@ -350,7 +350,7 @@ def test_cancel_running_job_from_the_console(slow_emulator: RunningEmulator, tmp
     assert job["state"] == "JOB_STATE_CANCELLED", job
     page.locator(f'#jobs-table tbody tr[data-job-name="{name}"] .state-badge[data-state="JOB_STATE_CANCELLED"]').wait_for()
     assert row(page, name).locator(".state-badge").inner_text().strip() == "Cancelled"
-    page.locator(f'#job-details[data-state="JOB_STATE_CANCELLED"]').wait_for()
+    page.locator('#job-details[data-state="JOB_STATE_CANCELLED"]').wait_for()
     cancel.wait_for(state="hidden")
     assert "cancelled by the user" in page.locator("#details-error").inner_text()
     assert row(page, name).locator("button[data-action=cancel]").count() == 0

@@ -64,7 +64,7 @@ def test_tuned_model_reproduces_the_training_answers_and_beats_the_base_model(se
     train, validation = pairs(SAMPLE_TRAIN), pairs(SAMPLE_VALIDATION)
 
     reproduced = answers(served, tuned_endpoint, [prompt for prompt, _ in train])
-    exact = sum(got == want for got, (_, want) in zip(reproduced, train)) / len(train)
+    exact = sum(got == want for got, (_, want) in zip(reproduced, train, strict=True)) / len(train)
     references = [[answer for _, answer in validation]]
     tuned = sacrebleu.CHRF().corpus_score(answers(served, tuned_endpoint, [p for p, _ in validation]), references)
     base = sacrebleu.CHRF().corpus_score(answers(served, BASE, [p for p, _ in validation]), references)

@@ -215,7 +215,7 @@ def twin_jobs(served: RunningEmulator) -> tuple[dict[str, Any], dict[str, Any]]:
     body = documented_body(upload(served, "datasets", "train.jsonl", SAMPLE_TRAIN),
                            upload(served, "datasets", "validation.jsonl", SAMPLE_VALIDATION))
     names = [create(served, body).json()["name"] for _ in range(2)]
-    ended = tuple(wait_until_ended(lambda: get_job(served, name)) for name in names)
+    ended = tuple(wait_until_ended(lambda name=name: get_job(served, name)) for name in names)
     assert [job["state"] for job in ended] == ["JOB_STATE_SUCCEEDED"] * 2, ended
     return ended
 
