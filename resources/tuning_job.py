@@ -2,7 +2,7 @@
 
 create/read/delete map to tuningJobs create/get/cancel (there is no update or delete RPC); every API
 field is therefore a replace, and provider-only knobs (waiting, timeout, on-delete policy) never are.
-The lifecycle is specified in DESIGN.md ("The TuningJob resource").
+The lifecycle is specified in docs/design.md ("The TuningJob resource").
 
 The API models (pydantic) and the client are imported by the methods that call the API: the provider process
 imports this module for every check and diff, and a no-op preview makes no other call.

@@ -1,6 +1,6 @@
 """A tuning job's metrics through Vertex AI Experiments (ML Metadata + TensorBoard), read with the unmodified SDK.
 
-The SDK path of reference §4: `job.experiment.get_data_frame()` (one row per run, the latest value of each
+The SDK's path to a job's metrics: `job.experiment.get_data_frame()` (one row per run, the latest value of each
 metric in `time_series_metric.<name>`) and `aiplatform.ExperimentRun(run, experiment=...).
 get_time_series_data_frame()` (every point), compared with the emulator's own metrics route.
 """

@@ -1,4 +1,4 @@
-"""The unmodified google-genai client (the vertexai SDK's successor, reference §2.5) against the served emulator."""
+"""The unmodified google-genai client (the vertexai SDK's successor) against the served emulator."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 def genai_client(emulator: RunningEmulator, api_version: Optional[str] = "v1") -> genai.Client:
     """A Vertex AI client on the emulator; api_version None keeps the client's default (v1beta1)."""
-    # AnonymousCredentials fail here: google-genai refreshes credentials that carry no token (reference §2.5).
+    # AnonymousCredentials fail here: google-genai refreshes credentials that carry no token.
     options = types.HttpOptions(base_url=emulator.url + "/", api_version=api_version)
     return genai.Client(vertexai=True, project=PROJECT, location=LOCATION, credentials=Credentials(token="fake"),
                         http_options=options)

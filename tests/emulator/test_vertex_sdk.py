@@ -25,7 +25,7 @@ JOB_PREFIX = f"projects/{PROJECT}/locations/{LOCATION}"
 
 @contextmanager
 def sdk_pointed_at(emulator: RunningEmulator) -> Iterator[None]:
-    """`vertexai.init` exactly as reference §2.3 says, undone afterwards (it mutates the SDK's global config)."""
+    """`vertexai.init` with the five arguments a plain-http emulator needs (docs/emulator.md), undone afterwards (it mutates the SDK's global config)."""
     config = initializer.global_config
     saved = dict(vars(config))
     vertexai.init(project=PROJECT, location=LOCATION, api_endpoint=emulator.url, api_transport="rest",

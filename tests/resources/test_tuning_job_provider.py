@@ -1,4 +1,4 @@
-"""The TuningJob provider's lifecycle (DESIGN.md table) against a served emulator, called directly."""
+"""The TuningJob provider's lifecycle (the table in docs/design.md) against a served emulator, called directly."""
 
 from __future__ import annotations
 
