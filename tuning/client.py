@@ -474,12 +474,18 @@ class TuningApi:
         if emulator:
             with self._calling("metrics read", f"of {job.name}"):
                 raw = self.retry_policy.retry()(self._emulator_metric_series)(emulator, job.name)
-        elif job.experiment:
-            with self._calling("experiment read (ML Metadata, TensorBoard)", job.experiment):
-                raw = self.retry_policy.retry(is_retryable_cause)(self._experiment_series)(job)
         else:
-            return {}
+            raw = self.experiment_series(job)
         return {name.lstrip("/"): sorted(raw[name]) for name in ALL_METRICS if raw.get(name)}
+
+    def experiment_series(self, job: TuningJob) -> dict[str, list[tuple[int, float]]]:
+        """Every point of each metric from the TensorBoard time series of the job's experiment runs, as
+        `ExperimentRun.get_time_series_data_frame()` reads them (names as the experiment has them); retried as a
+        whole (it only reads)."""
+        if not job.experiment:
+            return {}
+        with self._calling("experiment read (ML Metadata, TensorBoard)", job.experiment):
+            return self.retry_policy.retry(is_retryable_cause)(self._experiment_series)(job)
 
     def _emulator_metric_series(self, emulator: str, job_name: str) -> dict[str, list[tuple[int, float]]]:
         url = f"{emulator.rstrip('/')}/_emulator/v1/{job_name}/metrics"

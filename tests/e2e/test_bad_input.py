@@ -164,7 +164,7 @@ def test_preview_plans_the_stack_with_the_near_misses(pair, stack, served):
                for kind, case in zip(("training", "validation"), pair, strict=False)}
     preview = stack.preview(changes)
     assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
-    assert "6 to create" in preview.stdout
+    assert "7 to create" in preview.stdout
     assert_nothing_created(served)
 
 

@@ -161,7 +161,7 @@ def test_experiment_metrics_equal_the_emulator_shortcut_and_leave_sdk_config_alo
     job = api.get_tuning_job(succeeded_job_name)
     config_before = dict(vars(initializer.global_config))
 
-    from_experiment = api._experiment_metrics(job)
+    from_experiment = api.experiment_metrics(job)
 
     assert {name.lstrip("/"): value for name, value in from_experiment.items()} == api.latest_metrics(job)
     assert len(from_experiment) == len(ALL_METRICS)
@@ -172,7 +172,7 @@ def test_experiment_time_series_equal_the_emulator_metrics_route(served, succeed
     api = TuningApi(ApiTarget(project=PROJECT, location=LOCATION, emulator_endpoint=served.url))
     job = api.get_tuning_job(succeeded_job_name)
 
-    from_experiment = api._experiment_series(job)
+    from_experiment = api.experiment_series(job)
 
     from_route = api.metric_series(job)
     assert {name.lstrip("/"): sorted(points) for name, points in from_experiment.items()} == from_route
