@@ -19,7 +19,7 @@ from pulumi.dynamic import (
 )
 
 from resources.target import TargetedProvider, is_unknown
-from tuning.dataset import DatasetReport, estimate_tokens, validate_file
+from tuning.dataset import DatasetKind, DatasetReport, estimate_tokens, validate_file
 
 # Inputs whose change means a different object: replace. `path` is not one: moving the file is not new data.
 _REPLACE_ON = ("bucket", "prefix", "kind", "sha256")
@@ -44,6 +44,17 @@ def _missing_facts(props: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in _facts(report).items() if props.get(key) is None}
 
 
+def checked_file(prop: str, path: Any, kind: DatasetKind) -> tuple[Optional[DatasetReport], list[CheckFailure]]:
+    """The dataset rules on the file named by input `prop` during a provider's check: (its report, no failures),
+    or (None, one CheckFailure per listed problem, on `prop`) when it is not a path or breaks a rule."""
+    if not isinstance(path, str):
+        return None, [CheckFailure(prop, f"must be a file path, got {path!r}")]
+    report = validate_file(path, kind=kind)
+    if not report.ok:
+        return None, [CheckFailure(prop, str(problem)) for problem in report.problems[:20]]
+    return report, []
+
+
 class TuningDatasetArgs(TypedDict):
     """Inputs of a TuningDataset."""
 
@@ -66,11 +77,9 @@ class TuningDatasetProvider(TargetedProvider, ResourceProvider):
             return CheckResult(news, [CheckFailure("kind", f"must be 'training' or 'validation', got {kind!r}")])
         if is_unknown(path):
             return CheckResult(news, [])
-        if not isinstance(path, str):
-            return CheckResult(news, [CheckFailure("path", f"must be a file path, got {path!r}")])
-        report = validate_file(path, kind=kind)
-        if not report.ok:
-            return CheckResult(news, [CheckFailure("path", str(problem)) for problem in report.problems[:20]])
+        report, failures = checked_file("path", path, kind)
+        if report is None:
+            return CheckResult(news, failures)
         for warning in report.warnings:
             pulumi.log.warn(f"{path}: {warning}")
         return CheckResult({**news, **_facts(report)}, [])

@@ -23,8 +23,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from resources.dataset import checked_file
 from resources.target import TargetedProvider, is_unknown
-from tuning.dataset import validate_file
 
 # What is measured: a change means a new evaluation.
 MEASURED_INPUTS = ("endpoint", "baseModel", "datasetSha256")
@@ -61,11 +61,9 @@ class TranslationEvaluationProvider(TargetedProvider, ResourceProvider):
         path = news.get("datasetPath")
         if failures or is_unknown(path):
             return CheckResult(news, failures)
-        if not isinstance(path, str):
-            return CheckResult(news, [CheckFailure("datasetPath", f"must be a file path, got {path!r}")])
-        report = validate_file(path, kind="validation")
-        if not report.ok:
-            return CheckResult(news, [CheckFailure("datasetPath", str(problem)) for problem in report.problems[:20]])
+        report, failures = checked_file("datasetPath", path, "validation")
+        if report is None:
+            return CheckResult(news, failures)
         return CheckResult({**news, "datasetSha256": report.sha256}, [])
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
