@@ -38,6 +38,7 @@ def curves_png(series: Mapping[str, Series], *, title: str) -> bytes:
 
 def _draw(series: Mapping[str, Series], title: str) -> bytes:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
     figure.suptitle(title, fontsize=11)
@@ -46,6 +47,7 @@ def _draw(series: Mapping[str, Series], title: str) -> bytes:
         axis.set_title(label, fontsize=10)
         axis.set_xlabel("step", fontsize=9)
         axis.tick_params(labelsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole steps
         axis.grid(True, color="#e0e0e0", linewidth=0.6)
         if not points:
             axis.text(0.5, 0.5, "no points yet", ha="center", va="center", color="#80868b", transform=axis.transAxes)
