@@ -1,17 +1,19 @@
-"""Control routes under `/_emulator/`: health, reset, fault injection, metrics and the job table."""
+"""Control routes under `/_emulator/`: health, reset, fault injection, metrics (and their curves) and the job table."""
 
 from __future__ import annotations
 
 from typing import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from emulator.faults import FaultInjector
 from emulator.job_store import JobStore
 from emulator.jobs import METRICS, job_resource_name
 from emulator.requests import read_json
 from emulator.routes import ApiRoute, route
+from tuning.curves import curves_png
 
 
 class ControlApi:
@@ -32,6 +34,7 @@ class ControlApi:
             route("DELETE", "/_emulator/faults", self.clear_faults),
             route("GET", "/_emulator/v1/tuningJobs", self.all_jobs),
             route("GET", jobs + "/{job}/metrics", self.job_metrics),
+            route("GET", jobs + "/{job}/curves.png", self.job_curves),
         ]
 
     async def health(self, request: Request) -> JSONResponse:
@@ -69,3 +72,11 @@ class ControlApi:
         ordered = {name: series[name] for name in METRICS if name in series}
         return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,
                              "latest": latest})
+
+    async def job_curves(self, request: Request, project: str, location: str, job: str) -> Response:
+        """The six metric curves as a 1200 x 650 PNG, drawn like `python -m tuning jobs metrics JOB --png`."""
+        self.jobs.job(project, location, job)
+        series = {name.lstrip("/"): [(point["step"], point["value"]) for point in points]
+                  for name, points in self.jobs.metric_series(job).items()}
+        png = await run_in_threadpool(curves_png, series, title=job_resource_name(project, location, job))
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
