@@ -2,7 +2,8 @@
 
 Chromium is Debian's (`apt-get install -y chromium`), not Playwright's download: the machine is offline.
 A missing browser fails these tests on purpose; CI installs it. Set CHROMIUM_PATH to use another binary.
-The screenshot of the finished job's page is written to tests/artifacts/console.png and its pixels checked.
+The screenshot of the finished job's page is written to tests/artifacts/console.png and its pixels checked, as are
+those of the curves PNG that the emulator draws for the page (`GET /_emulator/v1/{job}/curves.png`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import requests
 from emulator.server import RunningEmulator
 from tests.conftest import LOCATION, PROJECT, REPO, SAMPLE_TRAIN, SAMPLE_VALIDATION, upload
 from tests.emulator.helpers import wait_until_ended, wait_until_state
+from tuning.curves import DPI, EVAL_COLOUR, HEIGHT_INCHES, TRAIN_COLOUR, WIDTH_INCHES
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 VIEWPORT = {"width": 1280, "height": 900}
@@ -28,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SIX_METRICS = ("/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions",
                "/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions")
 UI_TIMEOUT_MS = 15_000  # the page polls every 2 s; this leaves room for a loaded machine
+CURVES_SIZE = (int(WIDTH_INCHES * DPI), int(HEIGHT_INCHES * DPI))  # 1200 x 650
 
 
 def chromium_path() -> str:
@@ -109,9 +112,17 @@ def row(page, name: str):
     return page.locator(f'#jobs-table tbody tr[data-job-name="{name}"]')
 
 
-def polyline_points(page, metric: str) -> list[tuple[float, float]]:
-    raw = page.locator(f'svg[data-metric="{metric}"] polyline.metric-line').get_attribute("points")
-    return [tuple(float(v) for v in pair.split(",")) for pair in raw.split()]
+def curves_url(emulator: RunningEmulator, name: str) -> str:
+    return f"{emulator.url}/_emulator/v1/{name}/curves.png"
+
+
+def curves_loaded(page, points: int) -> None:
+    """Wait until the page shows a curves image of at least `points` points, loaded at its full size."""
+    page.wait_for_function("""([points, width, height]) => {
+        const img = document.querySelector('#curves');
+        return img && !img.hidden && Number(img.dataset.pointCount) >= points && img.complete
+            && img.naturalWidth === width && img.naturalHeight === height;
+    }""", arg=[points, *CURVES_SIZE])
 
 
 def read_png(path: Path) -> tuple[int, int, int, bytes]:
@@ -167,26 +178,42 @@ def read_png(path: Path) -> tuple[int, int, int, bytes]:
     return width, height, bpp, bytes(out)
 
 
-def parse_rgb(css: str) -> tuple[int, int, int]:
-    """`rgb(26, 115, 232)` → (26, 115, 232)."""
-    inner = css[css.index("(") + 1:css.index(")")]
-    return tuple(int(float(v)) for v in inner.split(",")[:3])
+def parse_rgb(colour: str) -> tuple[int, int, int]:
+    """`#1a73e8` → (26, 115, 232)."""
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
-# Page-coordinate boxes of each chart and of its curve, and the curve's computed stroke colour.
-CHART_BOXES_JS = """() => [...document.querySelectorAll('#charts svg[data-metric]')].map(svg => {
-    const r = svg.getBoundingClientRect();
-    const line = svg.querySelector('polyline.metric-line');
-    const l = line.getBoundingClientRect();
-    return {metric: svg.dataset.metric, stroke: getComputedStyle(line).stroke,
-            box: [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY],
-            line: [l.left + scrollX, l.right + scrollX]};
-})"""
+# The page-coordinate box of the curves image.
+CURVES_BOX_JS = """() => {
+    const r = document.querySelector('#curves').getBoundingClientRect();
+    return [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY];
+}"""
+
+
+def panels(box: list[float]) -> list[dict]:
+    """The six panels of a curves image at `box` (two rows of three: training in blue, evaluation in orange), each
+    expected to hold its curve across the middle 60% of its width (`check_screenshot` allows 80% of that span)."""
+    left, top, right, bottom = box
+    width, height = (right - left) / 3, (bottom - top) / 2
+    return [{"metric": metric, "stroke": TRAIN_COLOUR if i < 3 else EVAL_COLOUR,
+             "box": [left + width * (i % 3), top + height * (i // 3), left + width * (i % 3 + 1),
+                     top + height * (i // 3 + 1)],
+             "line": [left + width * (i % 3 + 0.2), left + width * (i % 3 + 0.8)]}
+            for i, metric in enumerate(SIX_METRICS)]
+
+
+def curve_pixels(image: tuple[int, int, int, bytes], chart: dict) -> list[tuple[int, int]]:
+    """(x, y) of the pixels of `image` (`read_png`) inside `chart`'s box in the stroke colour of `chart`."""
+    width, height, bpp, pixels = image
+    target = parse_rgb(chart["stroke"])
+    left, top, right, bottom = (int(v) for v in chart["box"])
+    return [(x, y) for y in range(max(top, 0), min(bottom, height)) for x in range(max(left, 0), min(right, width))
+            if all(abs(pixels[(y * width + x) * bpp + i] - t) <= 24 for i, t in enumerate(target))]
 
 
 def check_screenshot(path: Path, size: tuple[int, int], charts: list[dict]) -> None:
-    """A real picture of the page: `size`, not blank, each chart's curve drawn in its colour across its chart."""
-    width, height, bpp, pixels = read_png(path)
+    """A real picture: `size`, not blank, each chart's curve drawn in its colour across its chart."""
+    image = width, height, bpp, pixels = read_png(path)
     assert (width, height) == size, f"screenshot is {width}x{height}, expected {size[0]}x{size[1]}"
 
     def pixel(x: int, y: int) -> tuple[int, int, int]:
@@ -198,10 +225,8 @@ def check_screenshot(path: Path, size: tuple[int, int], charts: list[dict]) -> N
     assert non_white > 0.02, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
     assert len(set(sampled)) > 50, f"screenshot has almost no colours ({len(set(sampled))})"
     for chart in charts:
-        target = parse_rgb(chart["stroke"])
-        left, top, right, bottom = (int(v) for v in chart["box"])
-        hits = [x for y in range(max(top, 0), min(bottom, height)) for x in range(max(left, 0), min(right, width))
-                if all(abs(c - t) <= 24 for c, t in zip(pixel(x, y), target, strict=True))]
+        left, top = (int(v) for v in chart["box"][:2])
+        hits = [x for x, _ in curve_pixels(image, chart)]
         assert len(hits) >= 40, f"{chart['metric']}: stroke {chart['stroke']} barely visible ({len(hits)} px)"
         span, expected_span = max(hits) - min(hits), chart["line"][1] - chart["line"][0]
         assert span >= 0.8 * expected_span, f"{chart['metric']}: curve spans {span}px of {expected_span:.0f}px"
@@ -266,50 +291,53 @@ def test_succeeded_job_table_details_charts_and_screenshot(emulator: RunningEmul
         assert expected in info, f"{expected!r} missing from the details panel"
     assert page.locator("#cancel-button").is_hidden()
 
-    # Six charts, each a polyline with one point per metric point, x increasing with the step,
-    # and tick labels spanning the recorded steps and values.
-    page.locator('svg[data-metric="/eval_num_predictions"]').wait_for()
-    assert page.locator("#charts svg[data-metric]").count() == 6
-    for metric in SIX_METRICS:
-        series = metrics["series"][metric]
-        points = polyline_points(page, metric)
-        assert len(points) == len(series) >= 2, metric
-        xs = [x for x, _ in points]
-        assert xs == sorted(xs) and len(set(xs)) == len(xs), f"{metric}: x not increasing {xs}"
-        svg = page.locator(f'svg[data-metric="{metric}"]')
-        assert int(svg.get_attribute("data-point-count")) == len(series)
-        x_ticks = [float(t.replace(",", "")) for t in svg.locator("text.x-tick").all_text_contents()]
-        y_ticks = [float(t.replace(",", "")) for t in svg.locator("text.y-tick").all_text_contents()]
-        values = [p["value"] for p in series]
-        assert min(x_ticks) <= series[0]["step"] and max(x_ticks) >= series[-1]["step"], (metric, x_ticks)
-        assert min(y_ticks) <= min(values) and max(y_ticks) >= max(values), (metric, y_ticks, values)
-        assert "step" in svg.locator("text.axis-title").text_content()
-    # The loss fell: its last point is drawn lower (bigger y) than its first.
-    loss = polyline_points(page, "/train_total_loss")
-    if metrics["series"]["/train_total_loss"][-1]["value"] < metrics["series"]["/train_total_loss"][0]["value"]:
-        assert loss[-1][1] > loss[0][1]
+    # The curves: the emulator's image of all the job's points, loaded at its full size.
+    points = sum(len(series) for series in metrics["series"].values())
+    assert points >= 12  # at least two points per metric
+    curves_loaded(page, points)
+    assert page.locator("#curves").get_attribute("data-point-count") == str(points)
+    assert page.locator("#curves").get_attribute("src") == f"/_emulator/v1/{name}/curves.png?points={points}"
+    assert page.locator("#curves-empty").is_hidden()
+
+    # That image itself: a 1200 x 650 PNG, each of its six panels holding a curve in its colour across the panel.
+    response = requests.get(curves_url(emulator, name), timeout=60)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    curves = ARTIFACTS / "console-curves.png"
+    curves.write_bytes(response.content)
+    check_screenshot(curves, CURVES_SIZE, panels([0, 0, *CURVES_SIZE]))
+    # The loss fell: its curve ends lower (bigger y) than it starts.
+    loss = metrics["series"]["/train_total_loss"]
+    drawn = curve_pixels(read_png(curves), panels([0, 0, *CURVES_SIZE])[0])
+    first_x, last_x = min(x for x, _ in drawn), max(x for x, _ in drawn)
+    start, end = ([y for x, y in drawn if abs(x - edge) <= 3] for edge in (first_x, last_x))
+    if loss[-1]["value"] < loss[0]["value"]:
+        assert sum(end) / len(end) > sum(start) / len(start), (start, end)
 
     # A link with the hash opens the job directly.
     other = page.context.new_page()
     other.goto(f"{emulator.url}/#job={name}")
     other.locator(f'#job-details[data-job-name="{name}"][data-state="JOB_STATE_SUCCEEDED"]').wait_for()
-    other.locator('svg[data-metric="/train_total_loss"]').wait_for()
+    curves_loaded(other, points)
     other.close()
 
-    # Screenshot, then check its pixels: right size, not blank, each chart's stroke colour inside each chart.
+    # Screenshot, then check its pixels: right size, not blank, each panel's curve colour inside each panel.
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "console.png"
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shot), full_page=True, animations="disabled")
     page_height = page.evaluate("Math.max(document.documentElement.scrollHeight, innerHeight)")
-    charts = page.evaluate(CHART_BOXES_JS)
-    assert len(charts) == 6
-    check_screenshot(shot, (VIEWPORT["width"], page_height), charts)
+    check_screenshot(shot, (VIEWPORT["width"], page_height), panels(page.evaluate(CURVES_BOX_JS)))
+
+
+def test_curves_of_an_unknown_job_are_not_found(emulator: RunningEmulator) -> None:
+    response = requests.get(curves_url(emulator, f"projects/{PROJECT}/locations/{LOCATION}/tuningJobs/123"), timeout=30)
+    assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND"
 
 
 def test_screenshot_check_rejects_blank_images(tmp_path: Path) -> None:
     """The pixel check above is not vacuous: a white or a flat grey image of the same size fails it."""
-    chart = {"metric": "/train_total_loss", "stroke": "rgb(26, 115, 232)", "box": [20, 20, 300, 200],
+    chart = {"metric": "/train_total_loss", "stroke": TRAIN_COLOUR, "box": [20, 20, 300, 200],
              "line": [60, 280]}
     blank = tmp_path / "blank.png"
     write_png(blank, 400, 300, (255, 255, 255))
@@ -334,16 +362,11 @@ def test_cancel_running_job_from_the_console(slow_emulator: RunningEmulator, tmp
     cancel.wait_for(state="visible")
     assert cancel.is_enabled()
 
-    # Live curves: without a reload, the loss chart gains points as the trainer reports them.
-    page.wait_for_function("""() => {
-        const line = document.querySelector('svg[data-metric="/train_total_loss"] polyline.metric-line');
-        return line && line.getAttribute('points').trim().split(/\\s+/).length >= 2;
-    }""", timeout=60_000)
-    seen = len(polyline_points(page, "/train_total_loss"))
-    page.wait_for_function("""(seen) => {
-        const line = document.querySelector('svg[data-metric="/train_total_loss"] polyline.metric-line');
-        return line.getAttribute('points').trim().split(/\\s+/).length > seen;
-    }""", arg=seen, timeout=UI_TIMEOUT_MS)
+    # Live curves: without a reload, the page fetches the image again as the trainer reports more points.
+    page.wait_for_function("() => Number(document.querySelector('#curves').dataset.pointCount) > 0", timeout=60_000)
+    seen = int(page.locator("#curves").get_attribute("data-point-count"))
+    page.wait_for_function("(seen) => Number(document.querySelector('#curves').dataset.pointCount) > seen", arg=seen)
+    curves_loaded(page, seen + 1)
 
     cancel.click()
     job = wait_until_ended(lambda: get_job(slow_emulator, name), timeout=30)
