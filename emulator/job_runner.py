@@ -150,10 +150,9 @@ class JobRunner:
     def run(self, job_id: str) -> None:
         """Drive one job from PENDING to its end (what the worker thread does with each submitted job)."""
         job = self.jobs.job_by_id(job_id)
-        project, location = _project_location(job)
         started = self.jobs.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING},
-                                          state=JobState.JOB_STATE_RUNNING, startTime=now_rfc3339(),
-                                          experiment=experiment_context_name(project, location, job_id))
+                                       state=JobState.JOB_STATE_RUNNING, startTime=now_rfc3339(),
+                                       experiment=experiment_context_name(job["name"]))
         if started is None:
             return  # cancelled while queued
         run_dir = self._new_run_dir(job_id)
@@ -315,8 +314,3 @@ def _wait_for_exit(child: subprocess.Popen, timeout: float) -> None:
                 pass
             killed, deadline = True, time.monotonic() + 5
         time.sleep(0.05)
-
-
-def _project_location(job: dict[str, Any]) -> tuple[str, str]:
-    parts = job["name"].split("/")
-    return parts[1], parts[3]

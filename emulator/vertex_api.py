@@ -22,11 +22,10 @@ from emulator.job_store import JobStore
 from emulator.paging import after_key, page_size, with_next_page
 from emulator.prediction import ModelCache, generate_content
 from emulator.requests import read_json
-from emulator.routes import ApiRoute, route
+from emulator.routes import API_VERSIONS, ApiRoute, location_routes, route
 from emulator.tuned_models import TunedModels
 from tuning.rules import create_request_violations
 
-API_VERSIONS = ("v1", "v1beta1")
 # The official REST clients poll operations under `/ui/` (the first URI of GetOperation in their http options),
 # the REST reference documents `/v1/`: both are served.
 OPERATION_PREFIXES = (*API_VERSIONS, "ui")
@@ -52,33 +51,25 @@ class VertexApi:
         self.max_json_bytes = max_json_bytes
 
     def routes(self) -> list[ApiRoute]:
-        table = []
-        for v in API_VERSIONS:
-            p = f"/{v}/projects/{{project}}/locations/{{location}}"
-            table += [
-                route("POST", f"{p}/tuningJobs", self.create_tuning_job),
-                route("GET", f"{p}/tuningJobs", self.list_tuning_jobs),
-                route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
-                route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
-                route("GET", f"{p}/models/{{model}}", self.get_model),
-                route("DELETE", f"{p}/models/{{model}}", self.delete_model),
-                route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
-                route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
-                route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
-                route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
-                route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
-                      self.generate_content_base),
-            ]
-            table.append(route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
-                               self.generate_content_base))
-        for prefix in OPERATION_PREFIXES:
-            p = f"/{prefix}/projects/{{project}}/locations/{{location}}"
-            for resource in ("endpoints/{endpoint}", "models/{model}"):
-                table += [
-                    route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
-                    route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
-                ]
-        return table
+        operations = [(method, f"{resource}/operations/{{operation}}{verb}", handler)
+                      for resource in ("endpoints/{endpoint}", "models/{model}")
+                      for method, verb, handler in (("GET", "", self.get_operation),
+                                                    ("POST", ":wait", self.wait_operation))]
+        return [*location_routes([
+            ("POST", "tuningJobs", self.create_tuning_job),
+            ("GET", "tuningJobs", self.list_tuning_jobs),
+            ("GET", "tuningJobs/{job}", self.get_tuning_job),
+            ("POST", "tuningJobs/{job}:cancel", self.cancel_tuning_job),
+            ("GET", "models/{model}", self.get_model),
+            ("DELETE", "models/{model}", self.delete_model),
+            ("GET", "endpoints/{endpoint}", self.get_endpoint),
+            ("DELETE", "endpoints/{endpoint}", self.delete_endpoint),
+            ("POST", "endpoints/{endpoint}:undeployModel", self.undeploy_model),
+            ("POST", "endpoints/{endpoint}:generateContent", self.generate_content),
+            ("POST", "publishers/{publisher}/models/{model}:generateContent", self.generate_content_base),
+        ]), *location_routes(operations, OPERATION_PREFIXES), *(
+            route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent", self.generate_content_base)
+            for v in API_VERSIONS)]
 
     async def create_tuning_job(self, request: Request, project: str, location: str) -> JSONResponse:
         body = await read_json(request, self.max_json_bytes)
