@@ -48,7 +48,8 @@ def route(method: str, template: str, handler: Handler) -> ApiRoute:
     return ApiRoute(path, endpoint, methods=[method])
 
 
-def location_routes(table: Sequence[tuple[str, str, Handler]], prefixes: Sequence[str] = API_VERSIONS) -> list[ApiRoute]:
+def location_routes(table: Sequence[tuple[str, str, Handler]],
+                    prefixes: Sequence[str] = API_VERSIONS) -> list[ApiRoute]:
     """The routes of `table` (method, path below `projects/{project}/locations/{location}/`, handler) under each
     `/{prefix}/`."""
     return [route(method, f"/{prefix}/projects/{{project}}/locations/{{location}}/{path}", handler)

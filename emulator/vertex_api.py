@@ -159,23 +159,19 @@ class VertexApi:
             raise InvalidArgument("deployedModelId is required: the id of the DeployedModel to undeploy, as "
                                   "listed in the Endpoint's deployedModels[].id.")
         record = self.tuned_models.undeploy_model(project, location, endpoint, message.deployed_model_id)
-        version = _api_version(request)
-        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
-            version, "UndeployModelOperationMetadata", f"google.cloud.aiplatform.{version}.UndeployModelResponse")))
+        return self._done_operation(request, record.endpoint_name, "UndeployModel")
 
     async def delete_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         """endpoints.delete: FAILED_PRECONDITION while a model is deployed on it; a done operation otherwise."""
         record = self.tuned_models.delete_endpoint(project, location, endpoint)
-        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
-            _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
+        return self._done_operation(request, record.endpoint_name)
 
     async def delete_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
         """models.delete: FAILED_PRECONDITION while it is deployed; a done operation otherwise. The trained
         weights are removed from the data dir."""
         record = self.tuned_models.delete_model(project, location, model)
         await run_in_threadpool(self._remove_model_files, record.model_dir)
-        return JSONResponse(self.tuned_models.insert_operation(record.model_name.split("@")[0], _done_operation(
-            _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
+        return self._done_operation(request, record.model_name.split("@")[0])
 
     async def get_operation(self, request: Request, project: str, location: str, operation: str,
                             **resource: str) -> JSONResponse:
@@ -186,6 +182,17 @@ class VertexApi:
         """operations.wait: every emulated operation is done when it is returned, so there is nothing to wait for."""
         await read_json(request, self.max_json_bytes)
         return JSONResponse(self.tuned_models.operation(_operation_name(request).removesuffix(":wait")))
+
+    def _done_operation(self, request: Request, parent: str, method: str = "Delete") -> JSONResponse:
+        """A new long-running operation of `parent`, already done (the emulator applies every change at once):
+        `Delete`'s, or `UndeployModel`'s. Its `@type`s name the messages of the API version called."""
+        version, now = request.url.path.split("/")[1], now_rfc3339()
+        response = (f"google.cloud.aiplatform.{version}.{method}Response" if method != "Delete"
+                    else "google.protobuf.Empty")
+        return JSONResponse(self.tuned_models.insert_operation(parent, {
+            "metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.{version}.{method}OperationMetadata",
+                         "genericMetadata": {"createTime": now, "updateTime": now}},
+            "done": True, "response": {"@type": f"type.googleapis.com/{response}"}}))
 
     def _remove_model_files(self, model_dir: str) -> None:
         """Delete a deleted model's weights, only ever inside the runner's work dir."""
@@ -205,7 +212,6 @@ class VertexApi:
         response = await run_in_threadpool(generate_content, model, body, record.model_name)
         return JSONResponse(response)
 
-
     async def generate_content_base(self, request: Request, publisher: str, model: str, project: str = "",
                                     location: str = "") -> JSONResponse:
         """generateContent on the base model (`[projects/P/locations/L/]publishers/google/models/M`)."""
@@ -222,20 +228,6 @@ def _parse_body(body: dict[str, Any], message_class: Any) -> Any:
         raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
 
 
-def _api_version(request: Request) -> str:
-    """`v1` or `v1beta1`, from the path: the operation's `@type`s name the messages of the version called."""
-    return request.url.path.split("/")[1]
-
-
 def _operation_name(request: Request) -> str:
     """`projects/.../operations/ID` from `/{v1|v1beta1|ui}/projects/.../operations/ID`."""
     return request.url.path.split("/", 2)[2]
-
-
-def _done_operation(version: str, metadata_type: str, response_type: str) -> dict[str, Any]:
-    """A long-running operation that is already done (the emulator applies every change at once)."""
-    now = now_rfc3339()
-    return {"metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.{version}.{metadata_type}",
-                         "genericMetadata": {"createTime": now, "updateTime": now}},
-            "done": True,
-            "response": {"@type": f"type.googleapis.com/{response_type}"}}
