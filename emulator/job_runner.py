@@ -94,13 +94,12 @@ class JobRunner:
         child = self._child
         self._kill_child()
         if child is not None:
-            _wait_for_exit(child, _KILL_GRACE_SECONDS)
-        if self.work_dir.is_dir():
-            for entry in self.work_dir.iterdir():
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+            try:  # the worker, whose job is gone, sends SIGKILL after _KILL_GRACE_SECONDS
+                child.wait(_KILL_GRACE_SECONDS + 5)
+            except subprocess.TimeoutExpired:
+                log.error("trainer %d did not exit after SIGKILL", child.pid)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
 
     def _recover(self) -> None:
         for job in self.jobs.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
@@ -298,19 +297,3 @@ class JobRunner:
         if ended is not None and ended["state"] != state.name:
             log.info("tuning job %s was cancelled before it could end %s", job_id, state.name)
 
-
-def _wait_for_exit(child: subprocess.Popen, timeout: float) -> None:
-    """Wait for a signalled child to exit (another thread may be waiting on it too); SIGKILL it after `timeout`."""
-    deadline = time.monotonic() + timeout
-    killed = False
-    while child.poll() is None:
-        if time.monotonic() > deadline:
-            if killed:
-                log.error("trainer %d did not exit after SIGKILL", child.pid)
-                return
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            killed, deadline = True, time.monotonic() + 5
-        time.sleep(0.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,7 @@ class ModelCache:
     """Keeps the most recently used trained models loaded (they are small, but loading costs a JIT)."""
 
     def __init__(self, capacity: int = 4) -> None:
-        self._capacity = capacity
-        self._models: "OrderedDict[str, TrainedModel]" = OrderedDict()
+        self._loaded = lru_cache(maxsize=capacity)(lambda model_dir: TrainedModel.load(Path(model_dir)))
         self._base: dict[str, TrainedModel] = {}
         self._lock = threading.Lock()
 
@@ -46,22 +45,14 @@ class ModelCache:
 
     def clear(self) -> None:
         """Unload every model (the next request for one loads it again from its directory)."""
-        with self._lock:
-            self._models.clear()
+        self._loaded.cache_clear()
 
     def __len__(self) -> int:
         """How many trained models are loaded (the base models aside)."""
-        return len(self._models)
+        return self._loaded.cache_info().currsize
 
     def get(self, model_dir: str) -> TrainedModel:
-        with self._lock:
-            model = self._models.pop(model_dir, None)
-            if model is None:
-                model = TrainedModel.load(Path(model_dir))
-            self._models[model_dir] = model
-            while len(self._models) > self._capacity:
-                self._models.popitem(last=False)
-            return model
+        return self._loaded(model_dir)
 
 
 def prompt_from_request(body: dict[str, Any]) -> str:
