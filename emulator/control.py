@@ -47,7 +47,7 @@ class ControlApi:
 
     async def add_fault(self, request: Request) -> JSONResponse:
         fault = self.faults.add(await read_json(request, 64 * 1024))
-        return JSONResponse(fault.to_json())
+        return JSONResponse(fault.model_dump(mode="json"))
 
     async def clear_faults(self, request: Request) -> JSONResponse:
         self.faults.clear()
