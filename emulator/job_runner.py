@@ -188,15 +188,9 @@ class JobRunner:
         return run_dir
 
     def train(self, job_id: str, job_dir: Path, total_steps: int) -> bool:
-        """Run the trainer child to its end.
-
-        Returns:
-            True when it trained the model; False when the runner is stopping (the job stays RUNNING for the
-            next start) or the job was cancelled (then it is ended here).
-
-        Raises:
-            JobFailed: The trainer failed or overran `training_time_limit`.
-        """
+        """Run the trainer child to its end: True when it trained the model; False when the runner is stopping (the
+        job stays RUNNING for the next start) or the job was cancelled (then it is ended here). JobFailed when the
+        trainer failed or overran `training_time_limit`."""
         stderr_path = job_dir / "trainer.log"
         limit = training_time_limit(self.training, total_steps)
         deadline = time.monotonic() + limit

@@ -132,10 +132,7 @@ class JobStore:
         CANCELLED instead (`cancelled_fields()`), whatever `state` the run reached. With `tuned_model`
         (display name, model dir) and `state` SUCCEEDED, the tuned model and its endpoint are inserted in the
         same transaction as the state change, so a cancelled job never gets one. A job already ended is left
-        as it is (None).
-
-        Raises:
-            NotFound: No such job (a reset forgot it).
+        as it is (None). NotFound when there is no such job (a reset forgot it).
         """
         with self.db.transaction() as conn:
             row = _job_row(conn, job_id)

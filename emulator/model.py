@@ -218,10 +218,12 @@ def train(
     on_metrics: Callable[[MetricPoint], None] = lambda p: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainedModel:
-    """Train a new model from scratch for `settings.steps * epochs` steps with AdamW (warmup, cosine decay).
+    """Train a new model from scratch on (prompt, answer) pairs for `settings.steps * epochs` steps with AdamW
+    (warmup, cosine decay, peak `settings.learning_rate * learning_rate_multiplier`).
 
-    Only answer bytes and the EOS after them are predicted; the prompt is context. The same examples,
-    settings and seed give identical metrics (seeded init and batch order, no dropout).
+    Only answer tokens and the EOS after them are predicted; the prompt is context. The same examples,
+    settings and seed give identical metrics (seeded init and batch order, no dropout). `should_stop` is checked
+    before every step (TrainingCancelled when it returns true); `on_metrics` gets each metric point, in step order.
 
     A metric point is reported every `settings.eval_every` steps and at the final step, with:
         /train_total_loss: mean cross-entropy (nats) per predicted token, over all predicted tokens of all
@@ -232,21 +234,7 @@ def train(
             set with the parameters after the point's step (only when validation examples are given).
         /eval_num_predictions: predicted tokens in the whole validation set.
 
-    Args:
-        train_examples: (prompt, answer) pairs; at least one.
-        validation_examples: Pairs evaluated at each point; None or empty for no eval metrics.
-        settings: Model size, sequence length, batch size, steps, learning rate, seed, step delay.
-        epochs: Multiplies `settings.steps`.
-        learning_rate_multiplier: Multiplies `settings.learning_rate`.
-        on_metrics: Called with each metric point, in step order.
-        should_stop: Checked before every step.
-
-    Returns:
-        The trained model.
-
-    Raises:
-        ValueError: No training examples, epochs < 1, a non-positive multiplier, or heads not dividing d_model.
-        TrainingCancelled: `should_stop()` returned true.
+    ValueError for no training examples, epochs < 1, a non-positive multiplier, or heads not dividing d_model.
     """
     if not train_examples:
         raise ValueError("no training examples")
@@ -377,11 +365,7 @@ class TrainedModel:
         self.tokenizer = tokenizer
 
     def save(self, directory: Path) -> None:
-        """Write params.npz, config.json and tokenizer.json into `directory` (created if missing).
-
-        Args:
-            directory: Target directory.
-        """
+        """Write params.npz, config.json and tokenizer.json into `directory` (created if missing)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / _PARAMS_FILE, **{k: np.asarray(v) for k, v in self.params.items()})
@@ -391,17 +375,8 @@ class TrainedModel:
 
     @classmethod
     def load(cls, directory: Path) -> TrainedModel:
-        """Read a model written by `save` (or a byte-level one saved before models had a tokenizer).
-
-        Args:
-            directory: Directory holding params.npz, config.json and tokenizer.json.
-
-        Returns:
-            The model.
-
-        Raises:
-            ValueError: The config is not of this model format.
-        """
+        """Read a model written by `save` (or a byte-level one saved before models had a tokenizer); ValueError
+        when the config is not of this model format."""
         directory = Path(directory)
         config = json.loads((directory / _CONFIG_FILE).read_text())
         if config.get("format") == _FORMAT:
@@ -430,21 +405,14 @@ class TrainedModel:
 
     def generate(self, prompt: str, *, max_output_tokens: int = 128, temperature: float = 0.0,
                  seed: int = 0) -> Generation:
-        """Answer a prompt: greedy when temperature is 0, else sampled with `seed`.
+        """Answer a prompt with at most `max_output_tokens` (>= 1, EOS included): greedy when temperature is 0, else
+        sampled with `seed`.
 
         A prompt longer than the context loses tokens from the left, keeping room for
         min(max_output_tokens, max_len // 2) output tokens; generation also ends when the context is full.
-
-        Args:
-            prompt: The user text.
-            max_output_tokens: Most tokens to generate (EOS included); at least 1.
-            temperature: Softmax temperature; 0 for greedy decoding.
-            seed: PRNG seed for sampling.
-
-        Returns:
-            The answer; prompt_token_count is count_tokens(prompt) + 2 (BOS, SEP; the untruncated prompt),
-            output_token_count counts generated tokens including a final EOS, finish_reason is "STOP" when
-            EOS was generated and "MAX_TOKENS" otherwise.
+        prompt_token_count is count_tokens(prompt) + 2 (BOS, SEP; the untruncated prompt), output_token_count
+        counts generated tokens including a final EOS, finish_reason is "STOP" when EOS was generated and
+        "MAX_TOKENS" otherwise.
         """
         if max_output_tokens < 1:
             raise ValueError("max_output_tokens must be >= 1")

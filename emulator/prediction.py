@@ -29,11 +29,8 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def base(self, publisher: str, model: str, settings: TrainingSettings) -> TrainedModel:
-        """The base model `publishers/{publisher}/models/{model}`, made on first use (`emulator.model.base_model`).
-
-        Raises:
-            NotFound: Not the base model of translation tuning.
-        """
+        """The base model `publishers/{publisher}/models/{model}`, made on first use (`emulator.model.base_model`);
+        NotFound for any other than the base model of translation tuning."""
         if (publisher, model) != (BASE_PUBLISHER, BASE_MODEL):
             raise NotFound(f"Publisher Model `publishers/{publisher}/models/{model}` not found; the emulator "
                            f"serves `publishers/{BASE_PUBLISHER}/models/{BASE_MODEL}` only.")

@@ -17,12 +17,8 @@ _EXAMPLES_SHOWN = 3
 
 
 def distribution(values: Sequence[int] | Mapping[int, int], bucket_count: int = 5) -> dict[str, Any]:
-    """A DatasetDistribution (int64 fields as strings, as proto3 JSON writes them).
-
-    Args:
-        values: The values, or a {value: how many times it occurs} mapping (same result, constant memory).
-        bucket_count: Number of equal-width buckets between the smallest and the largest value.
-    """
+    """A DatasetDistribution (int64 fields as strings, as proto3 JSON writes them) of `values`, or of a {value:
+    how many times it occurs} mapping (same result, constant memory), in `bucket_count` equal-width buckets."""
     counts = values if isinstance(values, Mapping) else Counter(values)
     ordered = sorted((value, count) for value, count in counts.items() if count > 0)
     if not ordered:
