@@ -138,12 +138,9 @@ class BackgroundEmulator:
         return None
 
     def _recorded_url(self) -> Optional[str]:
+        """The endpoint file's URL, else the one the current emulator printed to its log (each start truncates it)."""
         if self.endpoint_file.exists():
             return self.endpoint_file.read_text().strip() or None
-        return self._announced_url()
-
-    def _announced_url(self) -> Optional[str]:
-        """The URL the current emulator printed to its log (each start truncates the log)."""
         try:
             lines = self.log_file.read_text(errors="replace").splitlines()
         except FileNotFoundError:

@@ -43,12 +43,8 @@ CONTEXT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+?)(?P<run>-{RUN_NAME})?
 ARTIFACT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+)-{RUN_NAME}{TB_RUN_ARTIFACT_SUFFIX}$")
 
 # ExperimentRun `_state` (an Execution.State name) for each job state.
-_RUN_STATE = {
-    JobState.JOB_STATE_SUCCEEDED: "COMPLETE",
-    JobState.JOB_STATE_FAILED: "FAILED",
-    JobState.JOB_STATE_EXPIRED: "FAILED",
-    JobState.JOB_STATE_CANCELLED: "CANCELLED",
-}
+_RUN_STATE = {JobState.JOB_STATE_SUCCEEDED: "COMPLETE", JobState.JOB_STATE_FAILED: "FAILED",
+              JobState.JOB_STATE_EXPIRED: "FAILED", JobState.JOB_STATE_CANCELLED: "CANCELLED"}
 
 
 def _series_id(metric: str) -> str:

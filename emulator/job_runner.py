@@ -66,7 +66,7 @@ class JobRunner:
         self.work_dir = work_dir
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
-        self._child: Optional[subprocess.Popen] = None
+        self.trainer: Optional[subprocess.Popen] = None  # the trainer child process while one runs
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -91,7 +91,7 @@ class JobRunner:
         Call it after the job rows are gone (`JobStore.reset`): the worker then sees its job vanish and
         moves on instead of starting another trainer for it.
         """
-        child = self._child
+        child = self.trainer
         self._kill_child()
         if child is not None:
             try:  # the worker, whose job is gone, sends SIGKILL after _KILL_GRACE_SECONDS
@@ -140,11 +140,6 @@ class JobRunner:
             pass
         except Exception:  # noqa: BLE001 - logged; the worker goes on with the next job
             log.exception("clean-up after a failed tuning job failed")
-
-    @property
-    def trainer(self) -> Optional[subprocess.Popen]:
-        """The trainer child process while one runs."""
-        return self._child
 
     def run(self, job_id: str) -> None:
         """Drive one job from PENDING to its end (what the worker thread does with each submitted job)."""
@@ -200,7 +195,7 @@ class JobRunner:
                "JAX_COMPILATION_CACHE_DIR": str(self.work_dir.parent / "jax-cache"),
                PARENT_PID_ENV: str(os.getpid())}
         with open(stderr_path, "wb") as stderr:
-            self._child = child = subprocess.Popen(
+            self.trainer = child = subprocess.Popen(
                 [sys.executable, "-m", "emulator.trainer_process", str(job_dir)], stdout=subprocess.PIPE,
                 stderr=stderr, env=env, cwd=PROJECT_ROOT, start_new_session=True)
             reader = threading.Thread(target=self.store_metrics, args=(job_id, child.stdout), daemon=True)
@@ -226,7 +221,7 @@ class JobRunner:
             reader.join(timeout=5)
             if not reader.is_alive() and child.stdout is not None:
                 child.stdout.close()
-            self._child = None
+            self.trainer = None
         if self._stopping.is_set():
             return False
         if self._cancel_requested(job_id):
@@ -272,7 +267,7 @@ class JobRunner:
             log.error("tuning job %s: %d metric lines could not be stored", job_id, failures)
 
     def _kill_child(self, sig: int = signal.SIGTERM) -> None:
-        child = self._child
+        child = self.trainer
         if child is not None and child.poll() is None:
             try:
                 os.killpg(child.pid, sig)

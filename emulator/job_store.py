@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS metric_points (
     PRIMARY KEY (job_id, step, metric)
 );
 """
+
+
 class JobStore:
     """Tuning jobs and their metric points; the runner moves jobs through their states by calling `update_job`."""
 
