@@ -170,28 +170,7 @@ def _downsample(points: list[Any], limit: int) -> list[Any]:
     return [points[round(i * last / (limit - 1))] for i in range(limit)]
 
 
-class TuningExperiments:
-    """Resolves experiment resources from the tuning jobs: a job's experiment exists once `experiment` is set."""
 
-    def __init__(self, jobs: JobStore) -> None:
-        self.jobs = jobs
-
-    def for_job(self, project: str, location: str, job_id: str, *, what: str) -> JobExperiment:
-        """The job's experiment; NotFound(`what` not found) when the job or its experiment does not exist."""
-        try:
-            job = self.jobs.job(project, location, job_id) if job_id else None
-        except NotFound:
-            job = None
-        if job is None or not _has_experiment(job):
-            raise NotFound(f"{what} not found.")
-        return JobExperiment(job, self.jobs)
-
-    def all_jobs(self, project: str, location: str) -> list[JobExperiment]:
-        """Every job of the project and location that has an experiment, newest first."""
-        jobs, _ = self.jobs.list_jobs(project, location, page_size=2**62, after=None, matches=_has_experiment)
-        return [JobExperiment(job, self.jobs) for job in jobs]
-
-
-def _has_experiment(job: dict[str, Any]) -> bool:
+def has_experiment(job: dict[str, Any]) -> bool:
     """Whether the job has its experiment (set from the moment it runs)."""
     return job.get("experiment") == experiment_context_name(job["name"])

@@ -13,22 +13,10 @@ from emulator.tuned_models import SCHEMA as TUNED_MODELS_SCHEMA
 from emulator.tuned_models import insert_tuned_model, new_numeric_id
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tuning_jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    project TEXT NOT NULL,
-    location TEXT NOT NULL,
-    state TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS metric_points (
-    job_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    metric TEXT NOT NULL,
-    value REAL NOT NULL,
-    time TEXT NOT NULL,
-    PRIMARY KEY (job_id, step, metric)
-);
+CREATE TABLE IF NOT EXISTS tuning_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    project TEXT NOT NULL, location TEXT NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS metric_points (job_id TEXT NOT NULL, step INTEGER NOT NULL, metric TEXT NOT NULL,
+    value REAL NOT NULL, time TEXT NOT NULL, PRIMARY KEY (job_id, step, metric));
 """
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulator.errors import InvalidArgument, NotFound
-from emulator.experiments import ARTIFACT_ID, CONTEXT_ID, RUN_NAME, JobExperiment, Node, TuningExperiments
+from emulator.experiments import ARTIFACT_ID, CONTEXT_ID, RUN_NAME, JobExperiment, Node, has_experiment
 from emulator.job_store import JobStore
 from emulator.list_filter import CALL, Predicate, UnknownField, UnsupportedOperator, equality, parse_filter
 from emulator.paging import after_key, page_of, page_size, with_next_page
@@ -72,7 +72,7 @@ class MetadataApi:
     """Handlers of the ML Metadata (contexts, artifacts, executions) and TensorBoard read routes."""
 
     def __init__(self, jobs: JobStore) -> None:
-        self.experiments = TuningExperiments(jobs)
+        self.jobs = jobs
 
     def routes(self) -> list[ApiRoute]:
         store, board = "metadataStores/{store}", "tensorboards/{tensorboard}"
@@ -95,10 +95,22 @@ class MetadataApi:
 
     # --- ML Metadata ------------------------------------------------------------------------------
 
+    def _for_job(self, project: str, location: str, job_id: str, *, what: str) -> JobExperiment:
+        """The job's experiment; NotFound(`what` not found) when the job or its experiment does not exist."""
+        try:
+            job = self.jobs.job(project, location, job_id) if job_id else None
+        except NotFound:
+            job = None
+        if job is None or not has_experiment(job):
+            raise NotFound(f"{what} not found.")
+        return JobExperiment(job, self.jobs)
+
     def _store_jobs(self, project: str, location: str, store: str) -> list[JobExperiment]:
+        """The experiments of every job of the project and location, newest first (only the default store)."""
         if store != "default":
             raise NotFound(f"MetadataStore projects/{project}/locations/{location}/metadataStores/{store} not found.")
-        return self.experiments.all_jobs(project, location)
+        jobs, _ = self.jobs.list_jobs(project, location, page_size=2**62, after=None, matches=has_experiment)
+        return [JobExperiment(job, self.jobs) for job in jobs]
 
     def _node_job(self, project: str, location: str, store: str, kind: str, node_id: str,
                   pattern: re.Pattern[str]) -> tuple[JobExperiment, re.Match[str]]:
@@ -107,7 +119,7 @@ class MetadataApi:
         match = pattern.match(node_id)
         if store != "default" or not match:
             raise NotFound(f"{name} not found.")
-        return self.experiments.for_job(project, location, match.group("job"), what=name), match
+        return self._for_job(project, location, match.group("job"), what=name), match
 
     async def get_context(self, request: Request, project: str, location: str, store: str,
                           context: str) -> JSONResponse:
@@ -148,7 +160,7 @@ class MetadataApi:
             kind, name = "TensorboardExperiment", f"{name}/experiments/{experiment}"
         if run is not None:
             kind, name = "TensorboardRun", f"{name}/runs/{run}"
-        job = self.experiments.for_job(project, location, tensorboard, what=f"{kind} {name}")
+        job = self._for_job(project, location, tensorboard, what=f"{kind} {name}")
         if experiment not in (None, job.experiment_id) or run not in (None, RUN_NAME):
             raise NotFound(f"{kind} {name} not found.")
         return job

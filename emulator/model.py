@@ -253,8 +253,8 @@ def train(
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), peak * 0.1)
     # Step s uses the schedule's value at count s - 1, as optax.adamw(schedule) would.
     rates = np.asarray(schedule(np.arange(total_steps)), np.float32)
-    params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len,
-                          tokenizer.vocab_size)
+    untrained = base_model(settings, tokenizer)
+    params = untrained.params
     opt_state = _OPTIMIZER.init(params)
     batches = _batches(len(train_examples), batch_size, np.random.Generator(np.random.PCG64(settings.seed)))
 
@@ -284,24 +284,22 @@ def train(
             window[:] = 0.0
         if settings.step_delay_seconds:
             time.sleep(settings.step_delay_seconds)
-    return TrainedModel(params, _config(settings, tokenizer), tokenizer)
+    return TrainedModel(params, untrained.config, tokenizer)
 
 
-def _config(settings: TrainingSettings, tokenizer: Tokenizer) -> dict[str, Any]:
-    return {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
-            "n_heads": settings.n_heads, "max_len": settings.max_len, "vocab_size": tokenizer.vocab_size}
+def base_model(settings: TrainingSettings, tokenizer: Tokenizer | None = None) -> TrainedModel:
+    """The untrained network of `settings`, initialised with its seed, where each training run starts.
 
-
-def base_model(settings: TrainingSettings) -> TrainedModel:
-    """The emulator's base model: the untrained network of `settings`, byte-level, initialised with its seed.
-
-    It is what a tuning run would start from before it learned anything (with no vocabulary yet), so it answers
-    deterministically, in noise; comparing a tuned model with it measures what training taught.
+    With no `tokenizer` (byte-level: no vocabulary yet) it is the emulator's base model: what a tuning run would
+    start from before it learned anything, so it answers deterministically, in noise; comparing a tuned model with
+    it measures what training taught.
     """
-    tokenizer = Tokenizer()
+    tokenizer = tokenizer or Tokenizer()
     params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len,
                           tokenizer.vocab_size)
-    return TrainedModel(params, _config(settings, tokenizer), tokenizer)
+    return TrainedModel(params, {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
+                                 "n_heads": settings.n_heads, "max_len": settings.max_len,
+                                 "vocab_size": tokenizer.vocab_size}, tokenizer)
 
 
 def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.Array, n_heads: int):

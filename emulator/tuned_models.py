@@ -17,26 +17,12 @@ from emulator.db import Database
 from emulator.errors import FailedPrecondition, NotFound
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tuned_models (
-    id TEXT PRIMARY KEY,
-    project TEXT NOT NULL,
-    location TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL UNIQUE,
-    display_name TEXT NOT NULL,
-    model_dir TEXT NOT NULL,
-    create_time TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tuned_model_lifecycle (
-    id TEXT PRIMARY KEY,
-    undeploy_time TEXT,
-    endpoint_delete_time TEXT,
-    model_delete_time TEXT
-);
-CREATE TABLE IF NOT EXISTS operations (
-    name TEXT PRIMARY KEY,
-    body TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS tuned_models (id TEXT PRIMARY KEY, project TEXT NOT NULL, location TEXT NOT NULL,
+    job_id TEXT NOT NULL, endpoint_id TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, model_dir TEXT NOT NULL,
+    create_time TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tuned_model_lifecycle (id TEXT PRIMARY KEY, undeploy_time TEXT, endpoint_delete_time TEXT,
+    model_delete_time TEXT);
+CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 # `tuned_model_lifecycle` (one row per tuned model once any of it is cleaned up) and `operations` are tables of
 # their own rather than columns of `tuned_models`, so a data dir written before they existed gains them through

@@ -19,6 +19,7 @@ from emulator.gcs import ObjectStore
 from emulator.job_filter import parse_job_filter
 from emulator.job_runner import JobRunner
 from emulator.job_store import JobStore
+from emulator.jobs import job_id_of
 from emulator.paging import after_key, page_size, with_next_page
 from emulator.prediction import ModelCache, generate_content
 from emulator.requests import read_json
@@ -105,7 +106,7 @@ class VertexApi:
                                       f"{error.message}") from error
         inputs = {key: value for key, value in json_format.MessageToDict(job).items() if key not in _OUTPUT_FIELDS}
         created = self.jobs.insert_job(project, location, inputs)
-        self.runner.submit(created["name"].rsplit("/", 1)[1])
+        self.runner.submit(job_id_of(created))
         # Never return `experiment` here: vertexai's sft.train() fails on a create response that carries it.
         return JSONResponse(created)
 
