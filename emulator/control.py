@@ -9,9 +9,10 @@ from starlette.responses import JSONResponse
 
 from emulator.faults import FaultInjector
 from emulator.job_store import JobStore
-from emulator.jobs import METRICS, job_resource_name
+from emulator.jobs import job_resource_name
 from emulator.requests import read_json
 from emulator.routes import ApiRoute, route
+from tuning.limits import ALL_METRICS
 
 
 class ControlApi:
@@ -66,6 +67,6 @@ class ControlApi:
         self.jobs.job(project, location, job)
         series = self.jobs.metric_series(job)
         latest = {name: points[-1]["value"] for name, points in series.items() if points}
-        ordered = {name: series[name] for name in METRICS if name in series}
+        ordered = {name: series[name] for name in ALL_METRICS if name in series}
         return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,
                              "latest": latest})

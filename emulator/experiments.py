@@ -32,7 +32,8 @@ from typing import Any
 
 from emulator.errors import NotFound
 from emulator.job_store import JobStore
-from emulator.jobs import METRICS, JobState, experiment_context_name, state_of
+from emulator.jobs import JobState, experiment_context_name, state_of
+from tuning.limits import ALL_METRICS
 
 EXPERIMENT_PREFIX = "tuning-experiment-"
 RUN_NAME = "run"  # ExperimentRun name; its context id is `{experiment}-run`
@@ -52,7 +53,7 @@ def _series_id(metric: str) -> str:
     return metric.lstrip("/").replace("_", "-")
 
 
-_METRIC_BY_SERIES_ID = {_series_id(metric): metric for metric in METRICS}
+_METRIC_BY_SERIES_ID = {_series_id(metric): metric for metric in ALL_METRICS}
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class JobExperiment:
     def time_series(self) -> list[Node]:
         """One SCALAR series per metric that has points, in the documented metric order."""
         nodes = []
-        for metric in METRICS:
+        for metric in ALL_METRICS:
             points = self.series.get(metric)
             if not points:
                 continue

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -203,10 +204,8 @@ class JobRunner:
             killed_at: Optional[float] = None
             try:
                 while child.poll() is None:
-                    try:
+                    with suppress(subprocess.TimeoutExpired):
                         child.wait(timeout=0.2)
-                    except subprocess.TimeoutExpired:
-                        pass
                     stop = self._stopping.is_set() or self._cancel_requested(job_id)
                     if not stop and not timed_out and time.monotonic() > deadline:
                         timed_out = True
@@ -269,10 +268,8 @@ class JobRunner:
     def _kill_child(self, sig: int = signal.SIGTERM) -> None:
         child = self.trainer
         if child is not None and child.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(child.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:

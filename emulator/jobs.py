@@ -1,4 +1,4 @@
-"""Tuning job vocabulary: states (`aiplatform_v1.JobState`), resource names, the six metrics and job errors."""
+"""Tuning job vocabulary: states (`aiplatform_v1.JobState`), resource names and job errors."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from typing import Any
 from google.cloud.aiplatform_v1 import GenAiTuningServiceClient, JobState
 
 from emulator.errors import GoogleApiError, InvalidArgument
+from tuning.vertex import ENDED_STATES as ENDED_STATES  # re-exported: the states a job never leaves
 
-ENDED_STATES = frozenset({JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
-                          JobState.JOB_STATE_EXPIRED})
-# The metrics a supervised tuning job reports, in the order Vertex AI documents them.
-METRICS = ("/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions",
-           "/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions")
 job_resource_name = GenAiTuningServiceClient.tuning_job_path  # projects/{project}/locations/{location}/tuningJobs/{id}
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ class ModelCache:
 
     def __init__(self, capacity: int = 4) -> None:
         self._loaded = lru_cache(maxsize=capacity)(lambda model_dir: TrainedModel.load(Path(model_dir)))
-        self._base: dict[str, TrainedModel] = {}
-        self._lock = threading.Lock()
+        # Base models by their settings' JSON (settings are not hashable).
+        self._base = lru_cache(maxsize=None)(lambda text: base_model(TrainingSettings.model_validate_json(text)))
 
     def base(self, publisher: str, model: str, settings: TrainingSettings) -> TrainedModel:
         """The base model `publishers/{publisher}/models/{model}`, made on first use (`emulator.model.base_model`);
@@ -34,11 +33,7 @@ class ModelCache:
         if (publisher, model) != (BASE_PUBLISHER, BASE_MODEL):
             raise NotFound(f"Publisher Model `publishers/{publisher}/models/{model}` not found; the emulator "
                            f"serves `publishers/{BASE_PUBLISHER}/models/{BASE_MODEL}` only.")
-        with self._lock:
-            key = settings.model_dump_json()
-            if key not in self._base:
-                self._base[key] = base_model(settings)
-            return self._base[key]
+        return self._base(settings.model_dump_json())
 
     def clear(self) -> None:
         """Unload every model (the next request for one loads it again from its directory)."""

@@ -26,6 +26,7 @@ from emulator.requests import read_json
 from emulator.routes import API_VERSIONS, ApiRoute, location_routes, route
 from emulator.tuned_models import TunedModels
 from tuning.rules import create_request_violations
+from tuning.vertex import AdapterSize, adapter_size_number
 
 # The official REST clients poll operations under `/ui/` (the first URI of GetOperation in their http options),
 # the REST reference documents `/v1/`: both are served.
@@ -33,8 +34,6 @@ OPERATION_PREFIXES = (*API_VERSIONS, "ui")
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-AdapterSize = aiplatform_v1beta1.SupervisedHyperParameters.AdapterSize
-_ADAPTER_SIZES = {"ONE": 1, "TWO": 2, "FOUR": 4, "EIGHT": 8, "SIXTEEN": 16, "THIRTY_TWO": 32}
 _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "experiment",
                   "tunedModel", "tuningDataStats")
 
@@ -84,12 +83,11 @@ class VertexApi:
         if hyper.adapter_size not in AdapterSize._value2member_map_:  # proto3 enums are open: numbers parse
             raise InvalidArgument("Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: "
                                   f"{hyper.adapter_size} is not an AdapterSize number")
-        adapter = AdapterSize(hyper.adapter_size).name.removeprefix("ADAPTER_SIZE_")
         violations = create_request_violations(
             location=location, base_model=job.base_model or None,
             training_dataset_uri=spec.training_dataset_uri or None,
             validation_dataset_uri=spec.validation_dataset_uri or None,
-            adapter_size=_ADAPTER_SIZES.get(adapter), epoch_count=hyper.epoch_count or None,
+            adapter_size=adapter_size_number(hyper.adapter_size), epoch_count=hyper.epoch_count or None,
             learning_rate_multiplier=hyper.learning_rate_multiplier or None,
             tuned_model_display_name=job.tuned_model_display_name or None, labels=dict(job.labels))
         if violations:
