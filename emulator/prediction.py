@@ -23,7 +23,8 @@ class ModelCache:
     """Keeps the most recently used trained models loaded (they are small, but loading costs a JIT)."""
 
     def __init__(self, capacity: int = 4) -> None:
-        self._loaded = lru_cache(maxsize=capacity)(lambda model_dir: TrainedModel.load(Path(model_dir)))
+        # get(model_dir): the trained model saved there, loaded on first use.
+        self.get = lru_cache(maxsize=capacity)(lambda model_dir: TrainedModel.load(Path(model_dir)))
         # Base models by their settings' JSON (settings are not hashable).
         self._base = lru_cache(maxsize=None)(lambda text: base_model(TrainingSettings.model_validate_json(text)))
 
@@ -37,14 +38,11 @@ class ModelCache:
 
     def clear(self) -> None:
         """Unload every model (the next request for one loads it again from its directory)."""
-        self._loaded.cache_clear()
+        self.get.cache_clear()
 
     def __len__(self) -> int:
         """How many trained models are loaded (the base models aside)."""
-        return self._loaded.cache_info().currsize
-
-    def get(self, model_dir: str) -> TrainedModel:
-        return self._loaded(model_dir)
+        return self.get.cache_info().currsize
 
 
 def prompt_from_request(body: dict[str, Any]) -> str:

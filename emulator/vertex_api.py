@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,16 @@ _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "update
                   "tunedModel", "tuningDataStats")
 
 
+@dataclass
 class VertexApi:
     """Handlers of the tuning, model, endpoint and prediction routes (experiments: `emulator.metadata_api`)."""
 
-    def __init__(self, jobs: JobStore, tuned_models: TunedModels, store: ObjectStore, runner: JobRunner,
-                 models: ModelCache, max_json_bytes: int) -> None:
-        self.jobs = jobs
-        self.tuned_models = tuned_models
-        self.store = store
-        self.runner = runner
-        self.models = models
-        self.max_json_bytes = max_json_bytes
+    jobs: JobStore
+    tuned_models: TunedModels
+    store: ObjectStore
+    runner: JobRunner
+    models: ModelCache
+    max_json_bytes: int
 
     def routes(self) -> list[ApiRoute]:
         operations = [(method, f"{resource}/operations/{{operation}}{verb}", handler)
