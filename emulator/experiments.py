@@ -107,9 +107,6 @@ class JobExperiment:
             **self._times(),
         })
 
-    def contexts(self) -> list[Node]:
-        return [self.experiment_context(), self.run_context()]
-
     def tb_run_artifact(self) -> Node:
         return Node({
             "name": f"{self.parent}/metadataStores/default/artifacts/{self.artifact_id}",
@@ -119,9 +116,6 @@ class JobExperiment:
             "metadata": {"resourceName": self.tb_run_name, "vertex_experiment_tracking": True},
             **self._times(),
         }, contexts=(self.run_context().body["name"],))
-
-    def artifacts(self) -> list[Node]:
-        return [self.tb_run_artifact()]
 
     # --- TensorBoard ------------------------------------------------------------------------------
 

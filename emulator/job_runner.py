@@ -78,7 +78,7 @@ class JobRunner:
     def stop(self) -> None:
         """Stop the worker; a job in training is left RUNNING so the next start resumes it."""
         self._stopping.set()
-        self._kill_child()
+        self._kill_trainer()
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -93,7 +93,7 @@ class JobRunner:
         moves on instead of starting another trainer for it.
         """
         child = self.trainer
-        self._kill_child()
+        self._kill_trainer()
         if child is not None:
             try:  # the worker, whose job is gone, sends SIGKILL after _KILL_GRACE_SECONDS
                 child.wait(_KILL_GRACE_SECONDS + 5)
@@ -212,10 +212,10 @@ class JobRunner:
                         log.error("tuning job %s: training overran its %.0f s limit; stopping it", job_id, limit)
                     if stop or timed_out:
                         killed_at = killed_at or time.monotonic()
-                        self._kill_child(signal.SIGKILL if time.monotonic() - killed_at > _KILL_GRACE_SECONDS
+                        self._kill_trainer(signal.SIGKILL if time.monotonic() - killed_at > _KILL_GRACE_SECONDS
                                          else signal.SIGTERM)
             except BaseException:
-                self._kill_child()  # never leave a trainer behind a failed run
+                self._kill_trainer()  # never leave a trainer behind a failed run
                 raise
             reader.join(timeout=5)
             if not reader.is_alive() and child.stdout is not None:
@@ -265,7 +265,7 @@ class JobRunner:
         if failures > _LOGGED_METRIC_ERRORS:
             log.error("tuning job %s: %d metric lines could not be stored", job_id, failures)
 
-    def _kill_child(self, sig: int = signal.SIGTERM) -> None:
+    def _kill_trainer(self, sig: int = signal.SIGTERM) -> None:
         child = self.trainer
         if child is not None and child.poll() is None:
             with suppress(ProcessLookupError):

@@ -39,4 +39,4 @@ def experiment_context_name(job_name: str) -> str:
 
 def job_error(error: GoogleApiError) -> dict[str, Any]:
     """A failed job's `error` (a google.rpc.Status): the canonical code number, the message led by its name."""
-    return {"code": error.rpc_code, "message": f"{error.status}: {error.message}"}
+    return {"code": error.code.value[0], "message": f"{error.status}: {error.message}"}

@@ -127,7 +127,8 @@ class MetadataApi:
         return JSONResponse((job.run_context() if match.group("run") else job.experiment_context()).body)
 
     async def list_contexts(self, request: Request, project: str, location: str, store: str) -> JSONResponse:
-        nodes = [node for job in self._store_jobs(project, location, store) for node in job.contexts()]
+        nodes = [node for job in self._store_jobs(project, location, store)
+                 for node in (job.experiment_context(), job.run_context())]
         return _list(request, nodes, CONTEXT_FILTER_FIELDS, METADATA_PAGE_SIZE, "contexts")
 
     async def get_artifact(self, request: Request, project: str, location: str, store: str,
@@ -136,7 +137,7 @@ class MetadataApi:
         return JSONResponse(job.tb_run_artifact().body)
 
     async def list_artifacts(self, request: Request, project: str, location: str, store: str) -> JSONResponse:
-        nodes = [node for job in self._store_jobs(project, location, store) for node in job.artifacts()]
+        nodes = [job.tb_run_artifact() for job in self._store_jobs(project, location, store)]
         return _list(request, nodes, ARTIFACT_FILTER_FIELDS, METADATA_PAGE_SIZE, "artifacts")
 
     async def get_execution(self, request: Request, project: str, location: str, store: str,
