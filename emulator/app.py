@@ -63,7 +63,6 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     faults = FaultInjector()
     models = ModelCache()
     state = EmulatorState(settings, db, store, jobs, tuned_models, runner, faults, models)
-
     vertex = VertexApi(jobs, tuned_models, store, runner, models, settings.max_json_bytes)
 
     async def console(request: Request) -> Response:

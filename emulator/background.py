@@ -10,9 +10,8 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import requests
 
@@ -26,7 +25,6 @@ LISTENING = "emulator listening on "
 STOP_HINT = "`make emulator-stop` (or `python -m emulator.background stop`) ends it"
 
 
-@dataclass(frozen=True)
 class BackgroundEmulator:
     """One emulator per run dir: `pid`, `endpoint`, `emulator.log`, its state in `data`, and a `lock` file.
 
@@ -34,57 +32,26 @@ class BackgroundEmulator:
     so its console stays open and the jobs the stack's state refers to keep their data; `stop()` ends it.
     """
 
-    run_dir: Path
-
-    def __post_init__(self) -> None:
+    def __init__(self, run_dir: Path) -> None:
         # The data dir is passed to the child, whose working directory differs, and is matched against its
         # /proc cmdline later: both need one absolute spelling.
-        object.__setattr__(self, "run_dir", Path(self.run_dir).resolve())
+        self.run_dir = Path(run_dir).resolve()
+        self.endpoint_file, self.pid_file, self.log_file, self.data_dir, self.lock_file = (
+            self.run_dir / name for name in ("endpoint", "pid", "emulator.log", "data", "lock"))
 
     @classmethod
     def for_project(cls, project_dir: Path) -> BackgroundEmulator:
-        """The background emulator of a Pulumi project, kept in `<project_dir>/.run/emulator`.
-
-        Args:
-            project_dir: The folder holding `Pulumi.yaml` (the program's and the providers' working directory).
-        """
+        """The background emulator of a Pulumi project (the folder holding `Pulumi.yaml`), in `.run/emulator`."""
         return cls(Path(project_dir) / ".run" / "emulator")
 
-    @property
-    def endpoint_file(self) -> Path:
-        return self.run_dir / "endpoint"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.run_dir / "emulator.log"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.run_dir / "data"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.run_dir / "lock"
-
     def ensure_running(self, extra_env: Optional[dict[str, str]] = None) -> str:
-        """The URL of this run dir's emulator, starting one on a free loopback port if none is running.
+        """The base URL (`http://127.0.0.1:PORT`) of this run dir's emulator, starting one on a free loopback port,
+        with `extra_env` added to its environment, if none is running.
 
         Callers in several processes (the program and the provider plugin, or two commands) take turns under
         an exclusive lock, so one data dir never gets two emulators: the later caller reuses the first's.
-
-        Args:
-            extra_env: Environment variables added to the child's environment when one is started.
-
-        Returns:
-            The base URL, e.g. `http://127.0.0.1:41234`.
-
-        Raises:
-            EmulatorError: it exited at start, did not answer in time, or the run dir is not writable;
-                the message names the log file.
+        Raises EmulatorError, naming the log file, when it exits at start or does not answer in time, or the run
+        dir is not writable.
         """
         try:
             with self._locked():
@@ -94,25 +61,18 @@ class BackgroundEmulator:
 
     def running_endpoint(self) -> Optional[str]:
         """The URL of the healthy emulator started from this run dir, if any (starts nothing)."""
-        if self._live_pid() is None or not self.endpoint_file.exists():
+        if self.pid() is None or not self.endpoint_file.exists():
             return None
         url = self.endpoint_file.read_text().strip()
         return url if self._healthy(url) else None
 
-    def pid(self) -> Optional[int]:
-        """The process id of this run dir's emulator while it runs, else None."""
-        return self._live_pid()
-
     def stop(self) -> bool:
-        """Stop the background emulator and wait until it has exited.
-
-        Returns:
-            False when none of ours was running (a pid file naming another process is ignored, not killed).
-        """
+        """Stop the background emulator and wait until it has exited; False when none of ours was running (a pid
+        file naming another process is ignored, not killed)."""
         if not self.run_dir.exists():
             return False
         with self._locked():
-            pid = self._live_pid()
+            pid = self.pid()
             self.pid_file.unlink(missing_ok=True)
             self.endpoint_file.unlink(missing_ok=True)
             if pid is None:
@@ -123,33 +83,23 @@ class BackgroundEmulator:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        # flock, not a lock file's existence: the kernel drops it when its holder dies, so a crash never
-        # leaves the run dir locked.
+        # flock, not a lock file's existence: the kernel drops it when its holder closes it or dies, so a crash
+        # never leaves the run dir locked.
         with open(self.lock_file, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
 
     def _reuse(self) -> Optional[str]:
         """The URL of our emulator if it is alive, waiting while it comes up; None when none is alive."""
-        pid = self._live_pid()
+        pid = self.pid()
         if pid is None:
             return None
         # Alive but not (yet) answering, e.g. started by a caller that died before writing the endpoint:
         # wait for it rather than start a second emulator on the same data dir.
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            url = self._recorded_url()
-            if url and self._healthy(url):
-                if not self.endpoint_file.exists():
-                    self.endpoint_file.write_text(url)
-                return url
-            if not self._is_ours(pid):
-                return None
-            time.sleep(0.5)
-        raise EmulatorError(f"the emulator (pid {pid}) does not answer; see {self.log_file}; {STOP_HINT}")
+        url = self._await_url(lambda: self._is_ours(pid))
+        if url is None and self._is_ours(pid):
+            raise EmulatorError(f"the emulator (pid {pid}) does not answer; see {self.log_file}; {STOP_HINT}")
+        return url
 
     def _start(self, extra_env: Optional[dict[str, str]]) -> str:
         self.endpoint_file.unlink(missing_ok=True)
@@ -163,30 +113,34 @@ class BackgroundEmulator:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 close_fds=True, cwd=PACKAGE_ROOT, env={**os.environ, **(extra_env or {})})
         self.pid_file.write_text(str(child.pid))
+        url = self._await_url(lambda: child.poll() is None)
+        if url is not None:
+            return url
+        exited = child.poll()
+        if exited is None:  # do not leave it half started: the next caller would wait on it again
+            self._terminate(child.pid)
+            child.wait()
+        self.pid_file.unlink(missing_ok=True)
+        if exited is not None:
+            raise EmulatorError(f"the emulator exited at start (status {exited}); see {self.log_file}")
+        raise EmulatorError(f"the emulator did not answer within {STARTUP_TIMEOUT:.0f}s; see {self.log_file}")
+
+    def _await_url(self, alive: Callable[[], bool]) -> Optional[str]:
+        """The URL our emulator answers on, recorded in the endpoint file once it answers; None when it stops being
+        `alive` or does not answer within STARTUP_TIMEOUT."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise EmulatorError(f"the emulator exited at start (status {child.returncode}); "
-                                    f"see {self.log_file}")
-            url = self._announced_url()
+        while time.monotonic() < deadline and alive():
+            url = self._recorded_url()
             if url and self._healthy(url):
                 self.endpoint_file.write_text(url)
                 return url
             time.sleep(0.2)
-        # Do not leave it half started: the next caller would wait on it again.
-        self._terminate(child.pid)
-        child.wait()
-        self.pid_file.unlink(missing_ok=True)
-        raise EmulatorError(f"the emulator did not answer within {STARTUP_TIMEOUT:.0f}s; see {self.log_file}")
+        return None
 
     def _recorded_url(self) -> Optional[str]:
+        """The endpoint file's URL, else the one the current emulator printed to its log (each start truncates it)."""
         if self.endpoint_file.exists():
             return self.endpoint_file.read_text().strip() or None
-        return self._announced_url()
-
-    def _announced_url(self) -> Optional[str]:
-        """The URL the current emulator printed to its log (each start truncates the log)."""
         try:
             lines = self.log_file.read_text(errors="replace").splitlines()
         except FileNotFoundError:
@@ -194,8 +148,9 @@ class BackgroundEmulator:
         urls = [line[len(LISTENING):].strip() for line in lines if line.startswith(LISTENING)]
         return urls[-1] if urls else None
 
-    def _live_pid(self) -> Optional[int]:
-        """The pid in the pid file, if that process is still our emulator (pids get reused)."""
+    def pid(self) -> Optional[int]:
+        """The process id of this run dir's emulator while it runs: the pid file's, if that process is still our
+        emulator (pids get reused)."""
         try:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
@@ -232,14 +187,8 @@ class BackgroundEmulator:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI: `start` prints the URL, `stop` ends the emulator, `status` prints the URL if it runs.
-
-    Args:
-        argv: Arguments without the program name; defaults to `sys.argv[1:]`.
-
-    Returns:
-        The exit status: 0 on success, 1 when the emulator failed to start or (for status) is not running.
-    """
+    """The CLI: `start` prints the URL, `stop` ends the emulator, `status` prints the URL if it runs. Exits 1 when
+    the emulator failed to start or (for status) is not running."""
     parser = argparse.ArgumentParser(prog="python -m emulator.background", description=__doc__)
     parser.add_argument("command", choices=("start", "stop", "status"))
     parser.add_argument("--project-dir", type=Path, default=PACKAGE_ROOT,

@@ -10,10 +10,11 @@ from starlette.responses import JSONResponse, Response
 
 from emulator.faults import FaultInjector
 from emulator.job_store import JobStore
-from emulator.jobs import METRICS, job_resource_name
+from emulator.jobs import job_resource_name
 from emulator.requests import read_json
 from emulator.routes import ApiRoute, route
 from tuning.curves import curves_png
+from tuning.limits import ALL_METRICS
 
 
 class ControlApi:
@@ -50,7 +51,7 @@ class ControlApi:
 
     async def add_fault(self, request: Request) -> JSONResponse:
         fault = self.faults.add(await read_json(request, 64 * 1024))
-        return JSONResponse(fault.to_json())
+        return JSONResponse(fault.model_dump(mode="json"))
 
     async def clear_faults(self, request: Request) -> JSONResponse:
         self.faults.clear()
@@ -69,7 +70,7 @@ class ControlApi:
         self.jobs.job(project, location, job)
         series = self.jobs.metric_series(job)
         latest = {name: points[-1]["value"] for name, points in series.items() if points}
-        ordered = {name: series[name] for name in METRICS if name in series}
+        ordered = {name: series[name] for name in ALL_METRICS if name in series}
         return JSONResponse({"tuningJob": job_resource_name(project, location, job), "series": ordered,
                              "latest": latest})
 

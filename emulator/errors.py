@@ -29,11 +29,6 @@ class GoogleApiError(Exception):
     def status(self) -> str:
         return self.code.name
 
-    @property
-    def rpc_code(self) -> int:
-        """The google.rpc.Code number, as a failed job's `error.code` carries it."""
-        return self.code.value[0]
-
     def to_response(self) -> Response:
         return JSONResponse({"error": {"code": self.http_status, "message": self.message, "status": self.status}},
                             status_code=self.http_status)

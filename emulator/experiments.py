@@ -25,33 +25,27 @@ TensorBoard experiment id = experiment name, TensorBoard run id = run name).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from emulator.errors import NotFound
 from emulator.job_store import JobStore
-from emulator.jobs import METRICS, JobState, experiment_context_name, job_id_of, state_of
+from emulator.jobs import JobState, experiment_context_name, state_of
+from tuning.limits import ALL_METRICS
 
 EXPERIMENT_PREFIX = "tuning-experiment-"
 RUN_NAME = "run"  # ExperimentRun name; its context id is `{experiment}-run`
 TB_RUN_ARTIFACT_SUFFIX = "-tb-run"  # the SDK's constants._TB_RUN_ARTIFACT_POST_FIX_ID
 SCHEMA_VERSION = "0.0.1"
-# Data points per scalar series that BatchReadTensorboardTimeSeriesData returns, and the default and the maximum
-# of ReadTensorboardTimeSeriesData's maxDataPoints (aiplatform_v1 tensorboard_service docs).
-BATCH_READ_MAX_POINTS = 1000
-READ_DEFAULT_POINTS = 1000
-READ_MAX_POINTS = 10000
-METADATA_PAGE_SIZE = (100, 1000)  # (default, max) of ListContexts/ListArtifacts/ListExecutions
-TIME_SERIES_PAGE_SIZE = (50, 1000)  # (default, max) of ListTensorboardTimeSeries
+# The ids of a job's experiment or run context, and of its TensorBoard run artifact, naming the job.
+CONTEXT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+?)(?P<run>-{RUN_NAME})?$")
+ARTIFACT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+)-{RUN_NAME}{TB_RUN_ARTIFACT_SUFFIX}$")
 
 # ExperimentRun `_state` (an Execution.State name) for each job state.
-_RUN_STATE = {
-    JobState.JOB_STATE_SUCCEEDED: "COMPLETE",
-    JobState.JOB_STATE_FAILED: "FAILED",
-    JobState.JOB_STATE_EXPIRED: "FAILED",
-    JobState.JOB_STATE_CANCELLED: "CANCELLED",
-}
+_RUN_STATE = {JobState.JOB_STATE_SUCCEEDED: "COMPLETE", JobState.JOB_STATE_FAILED: "FAILED",
+              JobState.JOB_STATE_EXPIRED: "FAILED", JobState.JOB_STATE_CANCELLED: "CANCELLED"}
 
 
 def _series_id(metric: str) -> str:
@@ -59,7 +53,7 @@ def _series_id(metric: str) -> str:
     return metric.lstrip("/").replace("_", "-")
 
 
-_METRIC_BY_SERIES_ID = {_series_id(metric): metric for metric in METRICS}
+_METRIC_BY_SERIES_ID = {_series_id(metric): metric for metric in ALL_METRICS}
 
 
 @dataclass(frozen=True)
@@ -70,48 +64,24 @@ class Node:
     contexts: tuple[str, ...] = ()
 
 
-@dataclass
 class JobExperiment:
     """The experiment resources of one tuning job, built from the job body and (read on first use) its metric points."""
 
-    project: str
-    location: str
-    job_id: str
-    job: dict[str, Any]
-    load_series: Callable[[], dict[str, list[dict[str, Any]]]]
+    def __init__(self, job: dict[str, Any], jobs: JobStore) -> None:
+        self.job, self._jobs = job, jobs
+        self.parent, _, self.job_id = job["name"].partition("/tuningJobs/")
+        self.location = self.parent.rsplit("/", 1)[1]
+        self.experiment_id = f"{EXPERIMENT_PREFIX}{self.job_id}"
+        self.run_context_id = f"{self.experiment_id}-{RUN_NAME}"
+        self.artifact_id = f"{self.run_context_id}{TB_RUN_ARTIFACT_SUFFIX}"
+        self.tensorboard_name = f"{self.parent}/tensorboards/{self.job_id}"
+        self.tb_experiment_name = f"{self.tensorboard_name}/experiments/{self.experiment_id}"
+        self.tb_run_name = f"{self.tb_experiment_name}/runs/{RUN_NAME}"
 
     @cached_property
     def series(self) -> dict[str, list[dict[str, Any]]]:
         """`JobStore.metric_series` of the job: {metric: [{step, value, time}, ...]} in step order."""
-        return self.load_series()
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
-
-    @property
-    def experiment_id(self) -> str:
-        return f"{EXPERIMENT_PREFIX}{self.job_id}"
-
-    @property
-    def run_context_id(self) -> str:
-        return f"{self.experiment_id}-{RUN_NAME}"
-
-    @property
-    def artifact_id(self) -> str:
-        return f"{self.run_context_id}{TB_RUN_ARTIFACT_SUFFIX}"
-
-    @property
-    def tensorboard_name(self) -> str:
-        return f"{self.parent}/tensorboards/{self.job_id}"
-
-    @property
-    def tb_experiment_name(self) -> str:
-        return f"{self.tensorboard_name}/experiments/{self.experiment_id}"
-
-    @property
-    def tb_run_name(self) -> str:
-        return f"{self.tb_experiment_name}/runs/{RUN_NAME}"
+        return self._jobs.metric_series(self.job_id)
 
     def _times(self) -> dict[str, Any]:
         created, updated = self.job.get("startTime") or self.job.get("createTime"), self.job.get("updateTime")
@@ -121,7 +91,7 @@ class JobExperiment:
 
     def experiment_context(self) -> Node:
         return Node({
-            "name": experiment_context_name(self.project, self.location, self.job_id),
+            "name": experiment_context_name(self.job["name"]),
             "displayName": self.experiment_id, "schemaTitle": "system.Experiment", "schemaVersion": SCHEMA_VERSION,
             "metadata": {"experiment_deleted": False, "backing_tensorboard_resource": self.tensorboard_name},
             **self._times(),
@@ -137,9 +107,6 @@ class JobExperiment:
             **self._times(),
         })
 
-    def contexts(self) -> list[Node]:
-        return [self.experiment_context(), self.run_context()]
-
     def tb_run_artifact(self) -> Node:
         return Node({
             "name": f"{self.parent}/metadataStores/default/artifacts/{self.artifact_id}",
@@ -149,9 +116,6 @@ class JobExperiment:
             "metadata": {"resourceName": self.tb_run_name, "vertex_experiment_tracking": True},
             **self._times(),
         }, contexts=(self.run_context().body["name"],))
-
-    def artifacts(self) -> list[Node]:
-        return [self.tb_run_artifact()]
 
     # --- TensorBoard ------------------------------------------------------------------------------
 
@@ -169,7 +133,7 @@ class JobExperiment:
     def time_series(self) -> list[Node]:
         """One SCALAR series per metric that has points, in the documented metric order."""
         nodes = []
-        for metric in METRICS:
+        for metric in ALL_METRICS:
             points = self.series.get(metric)
             if not points:
                 continue
@@ -201,34 +165,7 @@ def _downsample(points: list[Any], limit: int) -> list[Any]:
     return [points[round(i * last / (limit - 1))] for i in range(limit)]
 
 
-class TuningExperiments:
-    """Resolves experiment resources from the tuning jobs: a job's experiment exists once `experiment` is set."""
 
-    def __init__(self, jobs: JobStore) -> None:
-        self.jobs = jobs
-
-    def for_job(self, project: str, location: str, job_id: str, *, what: str) -> JobExperiment:
-        """The job's experiment; NotFound(`what` not found) when the job or its experiment does not exist."""
-        try:
-            job = self.jobs.job(project, location, job_id) if job_id else None
-        except NotFound:
-            job = None
-        if job is None or job.get("experiment") != experiment_context_name(project, location, job_id):
-            raise NotFound(f"{what} not found.")
-        return self._experiment(project, location, job_id, job)
-
-    def all_jobs(self, project: str, location: str) -> Iterator[JobExperiment]:
-        """Every job of the project and location that has an experiment, newest first."""
-        after = None
-        while True:
-            jobs, after = self.jobs.list_jobs(project, location, page_size=200, after=after,
-                                                 matches=lambda job: bool(job.get("experiment")))
-            for job in jobs:
-                job_id = job_id_of(job)
-                if job.get("experiment") == experiment_context_name(project, location, job_id):
-                    yield self._experiment(project, location, job_id, job)
-            if after is None:
-                return
-
-    def _experiment(self, project: str, location: str, job_id: str, job: dict[str, Any]) -> JobExperiment:
-        return JobExperiment(project, location, job_id, job, lambda: self.jobs.metric_series(job_id))
+def has_experiment(job: dict[str, Any]) -> bool:
+    """Whether the job has its experiment (set from the moment it runs)."""
+    return job.get("experiment") == experiment_context_name(job["name"])

@@ -6,44 +6,37 @@ import asyncio
 import random
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import BY_HTTP_STATUS, GoogleApiError, InvalidArgument
 
 
-@dataclass
-class Fault:
-    """Applies to requests whose method matches and whose path matches `path_regex` (search, not full match).
+class Fault(BaseModel):
+    """Applies to requests whose method matches and whose path matches `pathRegex` (search, not full match).
 
-    `error_rate` is the probability of answering `status` instead of serving; `times` limits how many
-    errors are injected (None: unlimited); `latency_seconds` delays every matching request.
-    With `after_handler`, the request is served first and only its response is replaced by the error:
+    `errorRate` is the probability of answering `status` instead of serving; `times` limits how many
+    errors are injected (None: unlimited); `latencySeconds` delays every matching request.
+    With `afterHandler`, the request is served first and only its response is replaced by the error:
     a lost response, the case that makes non-idempotent retries dangerous.
     """
 
-    path_regex: str
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True)
+
+    path_regex: re.Pattern[str]
     method: Optional[str] = None
-    status: int = 503
-    error_rate: float = 1.0
+    status: Literal[*sorted(BY_HTTP_STATUS)] = 503  # type: ignore[valid-type]
+    error_rate: float = Field(1.0, ge=0.0, le=1.0)
     times: Optional[int] = None
     latency_seconds: float = 0.0
     after_handler: bool = False
     injected: int = 0
-    _pattern: re.Pattern[str] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._pattern = re.compile(self.path_regex)
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method) and bool(self._pattern.search(path))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"pathRegex": self.path_regex, "method": self.method, "status": self.status,
-                "errorRate": self.error_rate, "times": self.times, "latencySeconds": self.latency_seconds,
-                "afterHandler": self.after_handler, "injected": self.injected}
+        return (self.method is None or self.method.upper() == method) and bool(self.path_regex.search(path))
 
 
 class FaultInjector:
@@ -56,18 +49,11 @@ class FaultInjector:
 
     def add(self, spec: dict[str, Any]) -> Fault:
         try:
-            fault = Fault(path_regex=spec["pathRegex"], method=spec.get("method"),
-                          status=int(spec.get("status", 503)),
-                          # A fault that names no status and no rate only adds latency.
-                          error_rate=float(spec.get("errorRate", 1.0 if "status" in spec else 0.0)),
-                          times=spec.get("times"), latency_seconds=float(spec.get("latencySeconds", 0.0)),
-                          after_handler=bool(spec.get("afterHandler", False)))
-        except (KeyError, TypeError, ValueError, re.error) as error:
-            raise InvalidArgument(f"Invalid fault {spec!r}: {error!r}; pathRegex is required.") from error
-        if fault.status not in BY_HTTP_STATUS:
-            raise InvalidArgument(f"status must be one of {sorted(BY_HTTP_STATUS)}, got {fault.status}.")
-        if not 0.0 <= fault.error_rate <= 1.0:
-            raise InvalidArgument(f"errorRate must be between 0 and 1, got {fault.error_rate}.")
+            # A fault that names no status and no rate only adds latency.
+            fault = Fault.model_validate({"errorRate": 1.0 if "status" in spec else 0.0, **spec})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
+            raise InvalidArgument(f"Invalid fault {spec!r}: {problems}.") from error
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -78,7 +64,7 @@ class FaultInjector:
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [fault.to_json() for fault in self._faults]
+            return [fault.model_dump(mode="json") for fault in self._faults]
 
     def decide(self, method: str, path: str) -> tuple[float, Optional[GoogleApiError], bool]:
         """(latency to add, error to answer or None, whether to serve the request before answering it)."""

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -66,7 +67,7 @@ class JobRunner:
         self.work_dir = work_dir
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
-        self._child: Optional[subprocess.Popen] = None
+        self.trainer: Optional[subprocess.Popen] = None  # the trainer child process while one runs
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -77,7 +78,7 @@ class JobRunner:
     def stop(self) -> None:
         """Stop the worker; a job in training is left RUNNING so the next start resumes it."""
         self._stopping.set()
-        self._kill_child()
+        self._kill_trainer()
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -91,16 +92,15 @@ class JobRunner:
         Call it after the job rows are gone (`JobStore.reset`): the worker then sees its job vanish and
         moves on instead of starting another trainer for it.
         """
-        child = self._child
-        self._kill_child()
+        child = self.trainer
+        self._kill_trainer()
         if child is not None:
-            _wait_for_exit(child, _KILL_GRACE_SECONDS)
-        if self.work_dir.is_dir():
-            for entry in self.work_dir.iterdir():
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+            try:  # the worker, whose job is gone, sends SIGKILL after _KILL_GRACE_SECONDS
+                child.wait(_KILL_GRACE_SECONDS + 5)
+            except subprocess.TimeoutExpired:
+                log.error("trainer %d did not exit after SIGKILL", child.pid)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
 
     def _recover(self) -> None:
         for job in self.jobs.jobs_in_states({JobState.JOB_STATE_CANCELLING}):
@@ -142,18 +142,12 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - logged; the worker goes on with the next job
             log.exception("clean-up after a failed tuning job failed")
 
-    @property
-    def trainer(self) -> Optional[subprocess.Popen]:
-        """The trainer child process while one runs."""
-        return self._child
-
     def run(self, job_id: str) -> None:
         """Drive one job from PENDING to its end (what the worker thread does with each submitted job)."""
         job = self.jobs.job_by_id(job_id)
-        project, location = _project_location(job)
         started = self.jobs.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING},
-                                          state=JobState.JOB_STATE_RUNNING, startTime=now_rfc3339(),
-                                          experiment=experiment_context_name(project, location, job_id))
+                                       state=JobState.JOB_STATE_RUNNING, startTime=now_rfc3339(),
+                                       experiment=experiment_context_name(job["name"]))
         if started is None:
             return  # cancelled while queued
         run_dir = self._new_run_dir(job_id)
@@ -190,15 +184,9 @@ class JobRunner:
         return run_dir
 
     def train(self, job_id: str, job_dir: Path, total_steps: int) -> bool:
-        """Run the trainer child to its end.
-
-        Returns:
-            True when it trained the model; False when the runner is stopping (the job stays RUNNING for the
-            next start) or the job was cancelled (then it is ended here).
-
-        Raises:
-            JobFailed: The trainer failed or overran `training_time_limit`.
-        """
+        """Run the trainer child to its end: True when it trained the model; False when the runner is stopping (the
+        job stays RUNNING for the next start) or the job was cancelled (then it is ended here). JobFailed when the
+        trainer failed or overran `training_time_limit`."""
         stderr_path = job_dir / "trainer.log"
         limit = training_time_limit(self.training, total_steps)
         deadline = time.monotonic() + limit
@@ -208,7 +196,7 @@ class JobRunner:
                "JAX_COMPILATION_CACHE_DIR": str(self.work_dir.parent / "jax-cache"),
                PARENT_PID_ENV: str(os.getpid())}
         with open(stderr_path, "wb") as stderr:
-            self._child = child = subprocess.Popen(
+            self.trainer = child = subprocess.Popen(
                 [sys.executable, "-m", "emulator.trainer_process", str(job_dir)], stdout=subprocess.PIPE,
                 stderr=stderr, env=env, cwd=PROJECT_ROOT, start_new_session=True)
             reader = threading.Thread(target=self.store_metrics, args=(job_id, child.stdout), daemon=True)
@@ -216,25 +204,23 @@ class JobRunner:
             killed_at: Optional[float] = None
             try:
                 while child.poll() is None:
-                    try:
+                    with suppress(subprocess.TimeoutExpired):
                         child.wait(timeout=0.2)
-                    except subprocess.TimeoutExpired:
-                        pass
                     stop = self._stopping.is_set() or self._cancel_requested(job_id)
                     if not stop and not timed_out and time.monotonic() > deadline:
                         timed_out = True
                         log.error("tuning job %s: training overran its %.0f s limit; stopping it", job_id, limit)
                     if stop or timed_out:
                         killed_at = killed_at or time.monotonic()
-                        self._kill_child(signal.SIGKILL if time.monotonic() - killed_at > _KILL_GRACE_SECONDS
+                        self._kill_trainer(signal.SIGKILL if time.monotonic() - killed_at > _KILL_GRACE_SECONDS
                                          else signal.SIGTERM)
             except BaseException:
-                self._kill_child()  # never leave a trainer behind a failed run
+                self._kill_trainer()  # never leave a trainer behind a failed run
                 raise
             reader.join(timeout=5)
             if not reader.is_alive() and child.stdout is not None:
                 child.stdout.close()
-            self._child = None
+            self.trainer = None
         if self._stopping.is_set():
             return False
         if self._cancel_requested(job_id):
@@ -279,13 +265,11 @@ class JobRunner:
         if failures > _LOGGED_METRIC_ERRORS:
             log.error("tuning job %s: %d metric lines could not be stored", job_id, failures)
 
-    def _kill_child(self, sig: int = signal.SIGTERM) -> None:
-        child = self._child
+    def _kill_trainer(self, sig: int = signal.SIGTERM) -> None:
+        child = self.trainer
         if child is not None and child.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(child.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:
@@ -299,24 +283,3 @@ class JobRunner:
         if ended is not None and ended["state"] != state.name:
             log.info("tuning job %s was cancelled before it could end %s", job_id, state.name)
 
-
-def _wait_for_exit(child: subprocess.Popen, timeout: float) -> None:
-    """Wait for a signalled child to exit (another thread may be waiting on it too); SIGKILL it after `timeout`."""
-    deadline = time.monotonic() + timeout
-    killed = False
-    while child.poll() is None:
-        if time.monotonic() > deadline:
-            if killed:
-                log.error("trainer %d did not exit after SIGKILL", child.pid)
-                return
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            killed, deadline = True, time.monotonic() + 5
-        time.sleep(0.05)
-
-
-def _project_location(job: dict[str, Any]) -> tuple[str, str]:
-    parts = job["name"].split("/")
-    return parts[1], parts[3]

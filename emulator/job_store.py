@@ -13,23 +13,13 @@ from emulator.tuned_models import SCHEMA as TUNED_MODELS_SCHEMA
 from emulator.tuned_models import insert_tuned_model, new_numeric_id
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tuning_jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    project TEXT NOT NULL,
-    location TEXT NOT NULL,
-    state TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS metric_points (
-    job_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    metric TEXT NOT NULL,
-    value REAL NOT NULL,
-    time TEXT NOT NULL,
-    PRIMARY KEY (job_id, step, metric)
-);
+CREATE TABLE IF NOT EXISTS tuning_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    project TEXT NOT NULL, location TEXT NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS metric_points (job_id TEXT NOT NULL, step INTEGER NOT NULL, metric TEXT NOT NULL,
+    value REAL NOT NULL, time TEXT NOT NULL, PRIMARY KEY (job_id, step, metric));
 """
+
+
 class JobStore:
     """Tuning jobs and their metric points; the runner moves jobs through their states by calling `update_job`."""
 
@@ -132,10 +122,7 @@ class JobStore:
         CANCELLED instead (`cancelled_fields()`), whatever `state` the run reached. With `tuned_model`
         (display name, model dir) and `state` SUCCEEDED, the tuned model and its endpoint are inserted in the
         same transaction as the state change, so a cancelled job never gets one. A job already ended is left
-        as it is (None).
-
-        Raises:
-            NotFound: No such job (a reset forgot it).
+        as it is (None). NotFound when there is no such job (a reset forgot it).
         """
         with self.db.transaction() as conn:
             row = _job_row(conn, job_id)

@@ -1,18 +1,15 @@
-"""Tuning job vocabulary: states (`aiplatform_v1.JobState`), resource names, the six metrics and job errors."""
+"""Tuning job vocabulary: states (`aiplatform_v1.JobState`), resource names and job errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from google.cloud.aiplatform_v1 import JobState
+from google.cloud.aiplatform_v1 import GenAiTuningServiceClient, JobState
 
 from emulator.errors import GoogleApiError, InvalidArgument
+from tuning.vertex import ENDED_STATES as ENDED_STATES  # re-exported: the states a job never leaves
 
-ENDED_STATES = frozenset({JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
-                          JobState.JOB_STATE_EXPIRED})
-# The metrics a supervised tuning job reports, in the order Vertex AI documents them.
-METRICS = ("/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions",
-           "/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions")
+job_resource_name = GenAiTuningServiceClient.tuning_job_path  # projects/{project}/locations/{location}/tuningJobs/{id}
 
 
 def job_state(value: str) -> JobState:
@@ -30,18 +27,16 @@ def state_of(job: dict[str, Any]) -> JobState:
     return JobState[job["state"]]
 
 
-def job_resource_name(project: str, location: str, job_id: str) -> str:
-    return f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
-
-
 def job_id_of(job: dict[str, Any]) -> str:
     return job["name"].rsplit("/", 1)[1]
 
 
-def experiment_context_name(project: str, location: str, job_id: str) -> str:
-    return f"projects/{project}/locations/{location}/metadataStores/default/contexts/tuning-experiment-{job_id}"
+def experiment_context_name(job_name: str) -> str:
+    """The ML Metadata context of the experiment of the job `projects/P/locations/L/tuningJobs/ID`."""
+    parent, _, job_id = job_name.partition("/tuningJobs/")
+    return f"{parent}/metadataStores/default/contexts/tuning-experiment-{job_id}"
 
 
 def job_error(error: GoogleApiError) -> dict[str, Any]:
     """A failed job's `error` (a google.rpc.Status): the canonical code number, the message led by its name."""
-    return {"code": error.rpc_code, "message": f"{error.status}: {error.message}"}
+    return {"code": error.code.value[0], "message": f"{error.status}: {error.message}"}

@@ -82,16 +82,17 @@ class _Parser:
         return False
 
     def _or(self) -> Predicate:
-        parts = [self._and()]
-        while self._keyword("OR"):
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else (lambda item: any(part(item) for part in parts))
+        return self._joined("OR", self._and, any)
 
     def _and(self) -> Predicate:
-        parts = [self._unit()]
-        while self._keyword("AND"):
-            parts.append(self._unit())
-        return parts[0] if len(parts) == 1 else (lambda item: all(part(item) for part in parts))
+        return self._joined("AND", self._unit, all)
+
+    def _joined(self, keyword: str, operand: Callable[[], Predicate], combine: Callable[..., bool]) -> Predicate:
+        """`operand ({keyword} operand)*`: one predicate that `combine`s (any, all) the operands' answers."""
+        parts = [operand()]
+        while self._keyword(keyword):
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else (lambda item: combine(part(item) for part in parts))
 
     def _unit(self) -> Predicate:
         if self._peek() == ("op", "("):

@@ -8,19 +8,18 @@ accept what the SDK sends (`schema_title="..."`, `display_name="..."`, `uri="...
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from typing import Iterable, Optional
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emulator.errors import InvalidArgument, NotFound
-from emulator.experiments import EXPERIMENT_PREFIX, RUN_NAME, TB_RUN_ARTIFACT_SUFFIX, JobExperiment, TuningExperiments
+from emulator.experiments import ARTIFACT_ID, CONTEXT_ID, RUN_NAME, JobExperiment, Node, has_experiment
 from emulator.job_store import JobStore
 from emulator.list_filter import CALL, Predicate, UnknownField, UnsupportedOperator, equality, parse_filter
 from emulator.paging import after_key, page_of, page_size, with_next_page
-from emulator.routes import ApiRoute, route
+from emulator.routes import ApiRoute, location_routes
 
-API_VERSIONS = ("v1", "v1beta1")
 # Data points per scalar series that BatchReadTensorboardTimeSeriesData returns, and the default and the maximum
 # of ReadTensorboardTimeSeriesData's maxDataPoints (aiplatform_v1 tensorboard_service docs).
 BATCH_READ_MAX_POINTS = 1000
@@ -58,85 +57,88 @@ def parse_metadata_filter(text: str, fields: frozenset[str]) -> Predicate:
     return parse_filter(text, term, _FILTER_HELP)
 
 
-def _page(items: list[dict[str, Any]], request: Request, sizes: tuple[int, int], key: str) -> dict[str, Any]:
-    """One page of resources under `key`, in the one paging format (`emulator.paging`)."""
+def _list(request: Request, nodes: Iterable[Node], fields: frozenset[str], sizes: tuple[int, int],
+          key: str) -> JSONResponse:
+    """One page, under `key`, of the `nodes` that match the request's filter over `fields` (`emulator.paging`)."""
+    matches = parse_metadata_filter(request.query_params.get("filter", ""), fields)
     if request.query_params.get("orderBy") or request.query_params.get("order_by"):
         raise InvalidArgument("orderBy is not supported by the emulator.")
-    page, last = page_of(items, after_key(request), page_size(request, *sizes), lambda item: item.get("name"))
-    return with_next_page({key: page}, last)
-
-
-_CONTEXT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+?)(?P<run>-{RUN_NAME})?$")
-_ARTIFACT_ID = re.compile(rf"^{EXPERIMENT_PREFIX}(?P<job>.+)-{RUN_NAME}{TB_RUN_ARTIFACT_SUFFIX}$")
+    page, last = page_of([node.body for node in nodes if matches(node)], after_key(request),
+                         page_size(request, *sizes), lambda item: item.get("name"))
+    return JSONResponse(with_next_page({key: page}, last))
 
 
 class MetadataApi:
     """Handlers of the ML Metadata (contexts, artifacts, executions) and TensorBoard read routes."""
 
     def __init__(self, jobs: JobStore) -> None:
-        self.experiments = TuningExperiments(jobs)
+        self.jobs = jobs
 
     def routes(self) -> list[ApiRoute]:
-        table = []
-        for v in API_VERSIONS:
-            p = f"/{v}/projects/{{project}}/locations/{{location}}"
-            store = f"{p}/metadataStores/{{store}}"
-            run = f"{p}/tensorboards/{{tensorboard}}/experiments/{{experiment}}/runs/{{run}}"
-            table += [
-                route("GET", f"{store}/contexts", self.list_contexts),
-                route("GET", f"{store}/contexts/{{context}}", self.get_context),
-                route("GET", f"{store}/artifacts", self.list_artifacts),
-                route("GET", f"{store}/artifacts/{{artifact}}", self.get_artifact),
-                route("GET", f"{store}/executions", self.list_executions),
-                route("GET", f"{store}/executions/{{execution}}", self.get_execution),
-                route("GET", f"{p}/tensorboards/{{tensorboard}}", self.get_tensorboard),
-                route("GET", f"{p}/tensorboards/{{tensorboard}}:batchRead", self.batch_read_time_series_data),
-                route("GET", f"{p}/tensorboards/{{tensorboard}}/experiments/{{experiment}}",
-                      self.get_tensorboard_experiment),
-                route("GET", run, self.get_tensorboard_run),
-                route("GET", f"{run}/timeSeries", self.list_time_series),
-                route("GET", f"{run}/timeSeries/{{series}}", self.get_time_series),
-                route("GET", f"{run}/timeSeries/{{series}}:read", self.read_time_series_data),
-            ]
-        return table
+        store, board = "metadataStores/{store}", "tensorboards/{tensorboard}"
+        run = f"{board}/experiments/{{experiment}}/runs/{{run}}"
+        return location_routes([
+            ("GET", f"{store}/contexts", self.list_contexts),
+            ("GET", f"{store}/contexts/{{context}}", self.get_context),
+            ("GET", f"{store}/artifacts", self.list_artifacts),
+            ("GET", f"{store}/artifacts/{{artifact}}", self.get_artifact),
+            ("GET", f"{store}/executions", self.list_executions),
+            ("GET", f"{store}/executions/{{execution}}", self.get_execution),
+            ("GET", board, self.get_tensorboard),
+            ("GET", f"{board}:batchRead", self.batch_read_time_series_data),
+            ("GET", f"{board}/experiments/{{experiment}}", self.get_tensorboard_experiment),
+            ("GET", run, self.get_tensorboard_run),
+            ("GET", f"{run}/timeSeries", self.list_time_series),
+            ("GET", f"{run}/timeSeries/{{series}}", self.get_time_series),
+            ("GET", f"{run}/timeSeries/{{series}}:read", self.read_time_series_data),
+        ])
 
     # --- ML Metadata ------------------------------------------------------------------------------
 
-    def _store_jobs(self, project: str, location: str, store: str) -> Iterator[JobExperiment]:
+    def _for_job(self, project: str, location: str, job_id: str, *, what: str) -> JobExperiment:
+        """The job's experiment; NotFound(`what` not found) when the job or its experiment does not exist."""
+        try:
+            job = self.jobs.job(project, location, job_id) if job_id else None
+        except NotFound:
+            job = None
+        if job is None or not has_experiment(job):
+            raise NotFound(f"{what} not found.")
+        return JobExperiment(job, self.jobs)
+
+    def _store_jobs(self, project: str, location: str, store: str) -> list[JobExperiment]:
+        """The experiments of every job of the project and location, newest first (only the default store)."""
         if store != "default":
             raise NotFound(f"MetadataStore projects/{project}/locations/{location}/metadataStores/{store} not found.")
-        return self.experiments.all_jobs(project, location)
+        jobs, _ = self.jobs.list_jobs(project, location, page_size=2**62, after=None, matches=has_experiment)
+        return [JobExperiment(job, self.jobs) for job in jobs]
+
+    def _node_job(self, project: str, location: str, store: str, kind: str, node_id: str,
+                  pattern: re.Pattern[str]) -> tuple[JobExperiment, re.Match[str]]:
+        """The job whose experiment has the context or artifact `node_id`, and the id's match of `pattern`."""
+        name = f"{kind} projects/{project}/locations/{location}/metadataStores/{store}/{kind.lower()}s/{node_id}"
+        match = pattern.match(node_id)
+        if store != "default" or not match:
+            raise NotFound(f"{name} not found.")
+        return self._for_job(project, location, match.group("job"), what=name), match
 
     async def get_context(self, request: Request, project: str, location: str, store: str,
                           context: str) -> JSONResponse:
-        name = f"projects/{project}/locations/{location}/metadataStores/{store}/contexts/{context}"
-        match = _CONTEXT_ID.match(context)
-        if store != "default" or not match:
-            raise NotFound(f"Context {name} not found.")
-        experiment = self.experiments.for_job(project, location, match.group("job"), what=f"Context {name}")
-        node = experiment.run_context() if match.group("run") else experiment.experiment_context()
-        return JSONResponse(node.body)
+        job, match = self._node_job(project, location, store, "Context", context, CONTEXT_ID)
+        return JSONResponse((job.run_context() if match.group("run") else job.experiment_context()).body)
 
     async def list_contexts(self, request: Request, project: str, location: str, store: str) -> JSONResponse:
-        matches = parse_metadata_filter(request.query_params.get("filter", ""), CONTEXT_FILTER_FIELDS)
-        nodes = [node for job in self._store_jobs(project, location, store) for node in job.contexts()]
-        return JSONResponse(_page([node.body for node in nodes if matches(node)], request, METADATA_PAGE_SIZE,
-                                  "contexts"))
+        nodes = [node for job in self._store_jobs(project, location, store)
+                 for node in (job.experiment_context(), job.run_context())]
+        return _list(request, nodes, CONTEXT_FILTER_FIELDS, METADATA_PAGE_SIZE, "contexts")
 
     async def get_artifact(self, request: Request, project: str, location: str, store: str,
                            artifact: str) -> JSONResponse:
-        name = f"projects/{project}/locations/{location}/metadataStores/{store}/artifacts/{artifact}"
-        match = _ARTIFACT_ID.match(artifact)
-        if store != "default" or not match:
-            raise NotFound(f"Artifact {name} not found.")
-        experiment = self.experiments.for_job(project, location, match.group("job"), what=f"Artifact {name}")
-        return JSONResponse(experiment.tb_run_artifact().body)
+        job, _ = self._node_job(project, location, store, "Artifact", artifact, ARTIFACT_ID)
+        return JSONResponse(job.tb_run_artifact().body)
 
     async def list_artifacts(self, request: Request, project: str, location: str, store: str) -> JSONResponse:
-        matches = parse_metadata_filter(request.query_params.get("filter", ""), ARTIFACT_FILTER_FIELDS)
-        nodes = [node for job in self._store_jobs(project, location, store) for node in job.artifacts()]
-        return JSONResponse(_page([node.body for node in nodes if matches(node)], request, METADATA_PAGE_SIZE,
-                                  "artifacts"))
+        nodes = [job.tb_run_artifact() for job in self._store_jobs(project, location, store)]
+        return _list(request, nodes, ARTIFACT_FILTER_FIELDS, METADATA_PAGE_SIZE, "artifacts")
 
     async def get_execution(self, request: Request, project: str, location: str, store: str,
                             execution: str) -> JSONResponse:
@@ -146,49 +148,43 @@ class MetadataApi:
                        f"{execution} not found.")
 
     async def list_executions(self, request: Request, project: str, location: str, store: str) -> JSONResponse:
-        parse_metadata_filter(request.query_params.get("filter", ""), EXECUTION_FILTER_FIELDS)
         self._store_jobs(project, location, store)  # NOT_FOUND for another store
-        return JSONResponse(_page([], request, METADATA_PAGE_SIZE, "executions"))
+        return _list(request, [], EXECUTION_FILTER_FIELDS, METADATA_PAGE_SIZE, "executions")
 
     # --- TensorBoard ------------------------------------------------------------------------------
 
-    def _tensorboard(self, project: str, location: str, tensorboard: str) -> JobExperiment:
-        return self.experiments.for_job(
-            project, location, tensorboard,
-            what=f"Tensorboard projects/{project}/locations/{location}/tensorboards/{tensorboard}")
-
-    def _run(self, project: str, location: str, tensorboard: str, experiment: str, run: str) -> JobExperiment:
-        name = f"projects/{project}/locations/{location}/tensorboards/{tensorboard}/experiments/{experiment}"
-        job = self.experiments.for_job(project, location, tensorboard, what=f"TensorboardRun {name}/runs/{run}")
-        if experiment != job.experiment_id or run != RUN_NAME:
-            raise NotFound(f"TensorboardRun {name}/runs/{run} not found.")
+    def _board(self, project: str, location: str, tensorboard: str, experiment: Optional[str] = None,
+               run: Optional[str] = None) -> JobExperiment:
+        """The job whose TensorBoard (and, when given, TensorBoard experiment and run) these are; else NotFound."""
+        kind, name = "Tensorboard", f"projects/{project}/locations/{location}/tensorboards/{tensorboard}"
+        if experiment is not None:
+            kind, name = "TensorboardExperiment", f"{name}/experiments/{experiment}"
+        if run is not None:
+            kind, name = "TensorboardRun", f"{name}/runs/{run}"
+        job = self._for_job(project, location, tensorboard, what=f"{kind} {name}")
+        if experiment not in (None, job.experiment_id) or run not in (None, RUN_NAME):
+            raise NotFound(f"{kind} {name} not found.")
         return job
 
     async def get_tensorboard(self, request: Request, project: str, location: str, tensorboard: str) -> JSONResponse:
-        return JSONResponse(self._tensorboard(project, location, tensorboard).tensorboard())
+        return JSONResponse(self._board(project, location, tensorboard).tensorboard())
 
     async def get_tensorboard_experiment(self, request: Request, project: str, location: str, tensorboard: str,
                                          experiment: str) -> JSONResponse:
-        name = f"projects/{project}/locations/{location}/tensorboards/{tensorboard}/experiments/{experiment}"
-        job = self.experiments.for_job(project, location, tensorboard, what=f"TensorboardExperiment {name}")
-        if experiment != job.experiment_id:
-            raise NotFound(f"TensorboardExperiment {name} not found.")
-        return JSONResponse(job.tb_experiment())
+        return JSONResponse(self._board(project, location, tensorboard, experiment).tb_experiment())
 
     async def get_tensorboard_run(self, request: Request, project: str, location: str, tensorboard: str,
                                   experiment: str, run: str) -> JSONResponse:
-        return JSONResponse(self._run(project, location, tensorboard, experiment, run).tb_run())
+        return JSONResponse(self._board(project, location, tensorboard, experiment, run).tb_run())
 
     async def list_time_series(self, request: Request, project: str, location: str, tensorboard: str,
                                experiment: str, run: str) -> JSONResponse:
-        matches = parse_metadata_filter(request.query_params.get("filter", ""), TIME_SERIES_FILTER_FIELDS)
-        nodes = self._run(project, location, tensorboard, experiment, run).time_series()
-        return JSONResponse(_page([node.body for node in nodes if matches(node)], request, TIME_SERIES_PAGE_SIZE,
-                                  "tensorboardTimeSeries"))
+        nodes = self._board(project, location, tensorboard, experiment, run).time_series()
+        return _list(request, nodes, TIME_SERIES_FILTER_FIELDS, TIME_SERIES_PAGE_SIZE, "tensorboardTimeSeries")
 
     async def get_time_series(self, request: Request, project: str, location: str, tensorboard: str,
                               experiment: str, run: str, series: str) -> JSONResponse:
-        job = self._run(project, location, tensorboard, experiment, run)
+        job = self._board(project, location, tensorboard, experiment, run)
         for node in job.time_series():
             if node.body["name"].endswith(f"/timeSeries/{series}"):
                 return JSONResponse(node.body)
@@ -202,7 +198,7 @@ class MetadataApi:
         raw = query.get("maxDataPoints") or query.get("max_data_points") or "0"
         if not raw.lstrip("-").isdigit() or int(raw) < -1 or int(raw) > READ_MAX_POINTS:
             raise InvalidArgument(f"maxDataPoints must be -1 or between 1 and {READ_MAX_POINTS}, got {raw!r}.")
-        job = self._run(project, location, tensorboard, experiment, run)
+        job = self._board(project, location, tensorboard, experiment, run)
         data = job.time_series_data(series, int(raw) or READ_DEFAULT_POINTS)
         return JSONResponse({"timeSeriesData": data})
 
@@ -212,7 +208,7 @@ class MetadataApi:
         if not names:
             raise InvalidArgument("timeSeries is required.")
         board = f"projects/{project}/locations/{location}/tensorboards/{tensorboard}"
-        job = self._tensorboard(project, location, tensorboard)
+        job = self._board(project, location, tensorboard)
         data = []
         for name in names:
             prefix, _, series = name.rpartition("/timeSeries/")

@@ -218,10 +218,12 @@ def train(
     on_metrics: Callable[[MetricPoint], None] = lambda p: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainedModel:
-    """Train a new model from scratch for `settings.steps * epochs` steps with AdamW (warmup, cosine decay).
+    """Train a new model from scratch on (prompt, answer) pairs for `settings.steps * epochs` steps with AdamW
+    (warmup, cosine decay, peak `settings.learning_rate * learning_rate_multiplier`).
 
-    Only answer bytes and the EOS after them are predicted; the prompt is context. The same examples,
-    settings and seed give identical metrics (seeded init and batch order, no dropout).
+    Only answer tokens and the EOS after them are predicted; the prompt is context. The same examples,
+    settings and seed give identical metrics (seeded init and batch order, no dropout). `should_stop` is checked
+    before every step (TrainingCancelled when it returns true); `on_metrics` gets each metric point, in step order.
 
     A metric point is reported every `settings.eval_every` steps and at the final step, with:
         /train_total_loss: mean cross-entropy (nats) per predicted token, over all predicted tokens of all
@@ -232,21 +234,7 @@ def train(
             set with the parameters after the point's step (only when validation examples are given).
         /eval_num_predictions: predicted tokens in the whole validation set.
 
-    Args:
-        train_examples: (prompt, answer) pairs; at least one.
-        validation_examples: Pairs evaluated at each point; None or empty for no eval metrics.
-        settings: Model size, sequence length, batch size, steps, learning rate, seed, step delay.
-        epochs: Multiplies `settings.steps`.
-        learning_rate_multiplier: Multiplies `settings.learning_rate`.
-        on_metrics: Called with each metric point, in step order.
-        should_stop: Checked before every step.
-
-    Returns:
-        The trained model.
-
-    Raises:
-        ValueError: No training examples, epochs < 1, a non-positive multiplier, or heads not dividing d_model.
-        TrainingCancelled: `should_stop()` returned true.
+    ValueError for no training examples, epochs < 1, a non-positive multiplier, or heads not dividing d_model.
     """
     if not train_examples:
         raise ValueError("no training examples")
@@ -265,8 +253,8 @@ def train(
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), peak * 0.1)
     # Step s uses the schedule's value at count s - 1, as optax.adamw(schedule) would.
     rates = np.asarray(schedule(np.arange(total_steps)), np.float32)
-    params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len,
-                          tokenizer.vocab_size)
+    untrained = base_model(settings, tokenizer)
+    params = untrained.params
     opt_state = _OPTIMIZER.init(params)
     batches = _batches(len(train_examples), batch_size, np.random.Generator(np.random.PCG64(settings.seed)))
 
@@ -296,24 +284,22 @@ def train(
             window[:] = 0.0
         if settings.step_delay_seconds:
             time.sleep(settings.step_delay_seconds)
-    return TrainedModel(params, _config(settings, tokenizer), tokenizer)
+    return TrainedModel(params, untrained.config, tokenizer)
 
 
-def _config(settings: TrainingSettings, tokenizer: Tokenizer) -> dict[str, Any]:
-    return {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
-            "n_heads": settings.n_heads, "max_len": settings.max_len, "vocab_size": tokenizer.vocab_size}
+def base_model(settings: TrainingSettings, tokenizer: Tokenizer | None = None) -> TrainedModel:
+    """The untrained network of `settings`, initialised with its seed, where each training run starts.
 
-
-def base_model(settings: TrainingSettings) -> TrainedModel:
-    """The emulator's base model: the untrained network of `settings`, byte-level, initialised with its seed.
-
-    It is what a tuning run would start from before it learned anything (with no vocabulary yet), so it answers
-    deterministically, in noise; comparing a tuned model with it measures what training taught.
+    With no `tokenizer` (byte-level: no vocabulary yet) it is the emulator's base model: what a tuning run would
+    start from before it learned anything, so it answers deterministically, in noise; comparing a tuned model with
+    it measures what training taught.
     """
-    tokenizer = Tokenizer()
+    tokenizer = tokenizer or Tokenizer()
     params = _init_params(jax.random.key(settings.seed), settings.d_model, settings.n_layers, settings.max_len,
                           tokenizer.vocab_size)
-    return TrainedModel(params, _config(settings, tokenizer), tokenizer)
+    return TrainedModel(params, {"format": _FORMAT, "d_model": settings.d_model, "n_layers": settings.n_layers,
+                                 "n_heads": settings.n_heads, "max_len": settings.max_len,
+                                 "vocab_size": tokenizer.vocab_size}, tokenizer)
 
 
 def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.Array, n_heads: int):
@@ -377,11 +363,7 @@ class TrainedModel:
         self.tokenizer = tokenizer
 
     def save(self, directory: Path) -> None:
-        """Write params.npz, config.json and tokenizer.json into `directory` (created if missing).
-
-        Args:
-            directory: Target directory.
-        """
+        """Write params.npz, config.json and tokenizer.json into `directory` (created if missing)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / _PARAMS_FILE, **{k: np.asarray(v) for k, v in self.params.items()})
@@ -391,17 +373,8 @@ class TrainedModel:
 
     @classmethod
     def load(cls, directory: Path) -> TrainedModel:
-        """Read a model written by `save` (or a byte-level one saved before models had a tokenizer).
-
-        Args:
-            directory: Directory holding params.npz, config.json and tokenizer.json.
-
-        Returns:
-            The model.
-
-        Raises:
-            ValueError: The config is not of this model format.
-        """
+        """Read a model written by `save` (or a byte-level one saved before models had a tokenizer); ValueError
+        when the config is not of this model format."""
         directory = Path(directory)
         config = json.loads((directory / _CONFIG_FILE).read_text())
         if config.get("format") == _FORMAT:
@@ -430,21 +403,14 @@ class TrainedModel:
 
     def generate(self, prompt: str, *, max_output_tokens: int = 128, temperature: float = 0.0,
                  seed: int = 0) -> Generation:
-        """Answer a prompt: greedy when temperature is 0, else sampled with `seed`.
+        """Answer a prompt with at most `max_output_tokens` (>= 1, EOS included): greedy when temperature is 0, else
+        sampled with `seed`.
 
         A prompt longer than the context loses tokens from the left, keeping room for
         min(max_output_tokens, max_len // 2) output tokens; generation also ends when the context is full.
-
-        Args:
-            prompt: The user text.
-            max_output_tokens: Most tokens to generate (EOS included); at least 1.
-            temperature: Softmax temperature; 0 for greedy decoding.
-            seed: PRNG seed for sampling.
-
-        Returns:
-            The answer; prompt_token_count is count_tokens(prompt) + 2 (BOS, SEP; the untruncated prompt),
-            output_token_count counts generated tokens including a final EOS, finish_reason is "STOP" when
-            EOS was generated and "MAX_TOKENS" otherwise.
+        prompt_token_count is count_tokens(prompt) + 2 (BOS, SEP; the untruncated prompt), output_token_count
+        counts generated tokens including a final EOS, finish_reason is "STOP" when EOS was generated and
+        "MAX_TOKENS" otherwise.
         """
         if max_output_tokens < 1:
             raise ValueError("max_output_tokens must be >= 1")

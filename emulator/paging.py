@@ -48,10 +48,7 @@ def with_next_page(body: dict[str, Any], after: Optional[Any]) -> dict[str, Any]
 
 def page_of(items: list[Any], after: Any, size: int, key: Callable[[Any], Any]) -> tuple[list[Any], Optional[Any]]:
     """The items that follow the one whose `key` is `after`, at most `size`; and the last one's key if more remain.
-
-    Raises:
-        InvalidArgument: No item has the key `after` any more (the token has expired).
-    """
+    InvalidArgument when no item has the key `after` any more (the token has expired)."""
     start = 0
     if after is not None:
         keys = [key(item) for item in items]

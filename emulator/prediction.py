@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import secrets
-import threading
-from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,26 @@ class ModelCache:
     """Keeps the most recently used trained models loaded (they are small, but loading costs a JIT)."""
 
     def __init__(self, capacity: int = 4) -> None:
-        self._capacity = capacity
-        self._models: "OrderedDict[str, TrainedModel]" = OrderedDict()
-        self._base: dict[str, TrainedModel] = {}
-        self._lock = threading.Lock()
+        # get(model_dir): the trained model saved there, loaded on first use.
+        self.get = lru_cache(maxsize=capacity)(lambda model_dir: TrainedModel.load(Path(model_dir)))
+        # Base models by their settings' JSON (settings are not hashable).
+        self._base = lru_cache(maxsize=None)(lambda text: base_model(TrainingSettings.model_validate_json(text)))
 
     def base(self, publisher: str, model: str, settings: TrainingSettings) -> TrainedModel:
-        """The base model `publishers/{publisher}/models/{model}`, made on first use (`emulator.model.base_model`).
-
-        Raises:
-            NotFound: Not the base model of translation tuning.
-        """
+        """The base model `publishers/{publisher}/models/{model}`, made on first use (`emulator.model.base_model`);
+        NotFound for any other than the base model of translation tuning."""
         if (publisher, model) != (BASE_PUBLISHER, BASE_MODEL):
             raise NotFound(f"Publisher Model `publishers/{publisher}/models/{model}` not found; the emulator "
                            f"serves `publishers/{BASE_PUBLISHER}/models/{BASE_MODEL}` only.")
-        with self._lock:
-            key = settings.model_dump_json()
-            if key not in self._base:
-                self._base[key] = base_model(settings)
-            return self._base[key]
+        return self._base(settings.model_dump_json())
 
     def clear(self) -> None:
         """Unload every model (the next request for one loads it again from its directory)."""
-        with self._lock:
-            self._models.clear()
+        self.get.cache_clear()
 
     def __len__(self) -> int:
         """How many trained models are loaded (the base models aside)."""
-        return len(self._models)
-
-    def get(self, model_dir: str) -> TrainedModel:
-        with self._lock:
-            model = self._models.pop(model_dir, None)
-            if model is None:
-                model = TrainedModel.load(Path(model_dir))
-            self._models[model_dir] = model
-            while len(self._models) > self._capacity:
-                self._models.popitem(last=False)
-            return model
+        return self.get.cache_info().currsize
 
 
 def prompt_from_request(body: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from emulator.errors import EXCEPTION_HANDLERS, Unimplemented
 
 Handler = Callable[..., Awaitable[Response]]
+API_VERSIONS = ("v1", "v1beta1")
 
 
 class SegmentConvertor(StringConvertor):
@@ -45,6 +46,14 @@ def route(method: str, template: str, handler: Handler) -> ApiRoute:
         return await handler(request, **request.path_params)
 
     return ApiRoute(path, endpoint, methods=[method])
+
+
+def location_routes(table: Sequence[tuple[str, str, Handler]],
+                    prefixes: Sequence[str] = API_VERSIONS) -> list[ApiRoute]:
+    """The routes of `table` (method, path below `projects/{project}/locations/{location}/`, handler) under each
+    `/{prefix}/`."""
+    return [route(method, f"/{prefix}/projects/{{project}}/locations/{{location}}/{path}", handler)
+            for prefix in prefixes for method, path, handler in table]
 
 
 async def unimplemented(scope: Scope, receive: Receive, send: Send) -> None:

@@ -30,7 +30,8 @@ class TrainingSettings(BaseSettings):
 class EmulatorSettings(BaseSettings):
     """Where and how the emulator serves (env prefix TT_EMULATOR_)."""
 
-    model_config = SettingsConfigDict(env_prefix="TT_EMULATOR_")
+    model_config = SettingsConfigDict(env_prefix="TT_EMULATOR_", cli_prog_name="python -m emulator",
+                                      cli_kebab_case=True)
 
     host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one.")

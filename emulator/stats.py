@@ -17,12 +17,8 @@ _EXAMPLES_SHOWN = 3
 
 
 def distribution(values: Sequence[int] | Mapping[int, int], bucket_count: int = 5) -> dict[str, Any]:
-    """A DatasetDistribution (int64 fields as strings, as proto3 JSON writes them).
-
-    Args:
-        values: The values, or a {value: how many times it occurs} mapping (same result, constant memory).
-        bucket_count: Number of equal-width buckets between the smallest and the largest value.
-    """
+    """A DatasetDistribution (int64 fields as strings, as proto3 JSON writes them) of `values`, or of a {value:
+    how many times it occurs} mapping (same result, constant memory), in `bucket_count` equal-width buckets."""
     counts = values if isinstance(values, Mapping) else Counter(values)
     ordered = sorted((value, count) for value, count in counts.items() if count > 0)
     if not ordered:
@@ -62,7 +58,6 @@ class DataStatsAccumulator:
     """Builds supervisedTuningDataStats from examples added one at a time (exact counts, bounded memory)."""
 
     def __init__(self) -> None:
-        self.example_count = 0
         self.characters = 0
         self.input_tokens: Counter[int] = Counter()
         self.output_tokens: Counter[int] = Counter()
@@ -73,7 +68,6 @@ class DataStatsAccumulator:
         """Count one example, a list of (role, text) turns."""
         user_chars = sum(len(text) for role, text in turns if role == "user")
         model_chars = sum(len(text) for role, text in turns if role == "model")
-        self.example_count += 1
         self.characters += user_chars + model_chars
         self.input_tokens[estimate_tokens(user_chars)] += 1
         self.output_tokens[estimate_tokens(model_chars)] += 1
@@ -85,7 +79,7 @@ class DataStatsAccumulator:
         token_total = (sum(value * count for value, count in self.input_tokens.items())
                        + sum(value * count for value, count in self.output_tokens.items()))
         return {
-            "tuningDatasetExampleCount": str(self.example_count),
+            "tuningDatasetExampleCount": str(sum(self.messages.values())),
             "totalTuningCharacterCount": str(self.characters),
             "totalBillableCharacterCount": str(self.characters),
             "totalBillableTokenCount": str(token_total),

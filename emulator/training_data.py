@@ -33,16 +33,9 @@ class JobFailed(Exception):
 
 def prepare_training_run(job: dict[str, Any], store: Any, settings: TrainingSettings,
                          run_dir: Path) -> tuple[int, dict[str, Any]]:
-    """Validate both datasets of `job` and write the trainer's request file into `run_dir`.
-
-    `store` is what serves the dataset objects (`open_object(bucket, name)`, an `ObjectStore`).
-
-    Returns:
-        The number of training steps (`steps * epochs`) and the job's `tuningDataStats`.
-
-    Raises:
-        JobFailed: A dataset is missing, unreadable or breaks a rule.
-    """
+    """Validate both datasets of `job`, served by `store` (an `ObjectStore`), and write the trainer's request file
+    into `run_dir`. Returns the number of training steps (`steps * epochs`) and the job's `tuningDataStats`;
+    JobFailed when a dataset is missing, unreadable or breaks a rule."""
     spec = job.get("supervisedTuningSpec") or {}
     hyper = spec.get("hyperParameters") or {}
     epochs = int(hyper.get("epochCount") or 1)
@@ -64,13 +57,11 @@ def prepare_training_run(job: dict[str, Any], store: Any, settings: TrainingSett
 
 
 def read_dataset(store: Any, uri: str, kind: str) -> Iterator[list[tuple[str, str]]]:
-    """The examples of a dataset object, after validating it.
+    """The examples of a dataset object, after validating it; JobFailed when it is missing or unreadable, or the
+    data breaks a rule.
 
     The object is opened once: validated, rewound, then parsed from the same open file, so an upload
     that replaces the object meanwhile cannot make the job train on a generation nobody validated.
-
-    Raises:
-        JobFailed: The object is missing or unreadable, or the data breaks a rule.
     """
     try:
         bucket, name = ObjectStore.parse_gs_uri(uri)

@@ -17,26 +17,12 @@ from emulator.db import Database
 from emulator.errors import FailedPrecondition, NotFound
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tuned_models (
-    id TEXT PRIMARY KEY,
-    project TEXT NOT NULL,
-    location TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL UNIQUE,
-    display_name TEXT NOT NULL,
-    model_dir TEXT NOT NULL,
-    create_time TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tuned_model_lifecycle (
-    id TEXT PRIMARY KEY,
-    undeploy_time TEXT,
-    endpoint_delete_time TEXT,
-    model_delete_time TEXT
-);
-CREATE TABLE IF NOT EXISTS operations (
-    name TEXT PRIMARY KEY,
-    body TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS tuned_models (id TEXT PRIMARY KEY, project TEXT NOT NULL, location TEXT NOT NULL,
+    job_id TEXT NOT NULL, endpoint_id TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, model_dir TEXT NOT NULL,
+    create_time TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tuned_model_lifecycle (id TEXT PRIMARY KEY, undeploy_time TEXT, endpoint_delete_time TEXT,
+    model_delete_time TEXT);
+CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 # `tuned_model_lifecycle` (one row per tuned model once any of it is cleaned up) and `operations` are tables of
 # their own rather than columns of `tuned_models`, so a data dir written before they existed gains them through
@@ -44,8 +30,6 @@ CREATE TABLE IF NOT EXISTS operations (
 
 _TUNED_MODELS = ("SELECT m.*, l.undeploy_time, l.endpoint_delete_time, l.model_delete_time FROM tuned_models m "
                  "LEFT JOIN tuned_model_lifecycle l ON l.id = m.id")
-
-
 
 
 def new_numeric_id() -> str:
@@ -109,48 +93,34 @@ class TunedModels:
     def undeploy_model(self, project: str, location: str, endpoint_id: str,
                        deployed_model_id: str) -> TunedModelRecord:
         """endpoints.undeployModel: the model stops serving on its endpoint; both stay (and cost nothing more).
-
-        Raises:
-            NotFound: No such endpoint, or `deployed_model_id` is not deployed on it (any more).
-        """
+        NotFound for no such endpoint, or when `deployed_model_id` is not deployed on it (any more)."""
         with self.db.transaction() as conn:
             record = _live_endpoint(conn, project, location, endpoint_id)
             if not record.deployed or deployed_model_id != record.id:
                 raise NotFound(f"DeployedModel {deployed_model_id} not found on Endpoint {record.endpoint_name}.")
-            undeployed = _set_lifecycle(conn, record.id, "undeploy_time")
-        return replace(record, undeploy_time=undeployed)
+            return _stamp(conn, record, "undeploy_time")
 
     def delete_endpoint(self, project: str, location: str, endpoint_id: str) -> TunedModelRecord:
-        """endpoints.delete. Vertex AI refuses to delete an endpoint that still has a deployed model.
-
-        Raises:
-            NotFound: No such endpoint (or it is deleted already).
-            FailedPrecondition: The model is still deployed on it.
-        """
+        """endpoints.delete: NotFound for no such endpoint (or a deleted one); FailedPrecondition while the model is
+        deployed on it, as Vertex AI refuses to delete an endpoint that still has a deployed model."""
         with self.db.transaction() as conn:
             record = _live_endpoint(conn, project, location, endpoint_id)
             if record.deployed:
                 raise FailedPrecondition(
                     f"Endpoint {record.endpoint_name} has deployed models (DeployedModel {record.id}). Undeploy "
                     "all of them before deleting the Endpoint.")
-            deleted = _set_lifecycle(conn, record.id, "endpoint_delete_time")
-        return replace(record, endpoint_delete_time=deleted)
+            return _stamp(conn, record, "endpoint_delete_time")
 
     def delete_model(self, project: str, location: str, model_id: str) -> TunedModelRecord:
-        """models.delete (`model_id` may carry `@1`). Vertex AI refuses while the model is deployed.
-
-        Raises:
-            NotFound: No such model (or it is deleted already).
-            FailedPrecondition: The model is still deployed on its endpoint.
-        """
+        """models.delete (`model_id` may carry `@1`): NotFound for no such model (or a deleted one);
+        FailedPrecondition while it is deployed on its endpoint, as on Vertex AI."""
         with self.db.transaction() as conn:
             record = _live_model(conn, project, location, model_id)
             if record.deployed:
                 raise FailedPrecondition(
                     f"The Model {record.model_name.split('@')[0]} is deployed or being deployed at the following "
                     f"Endpoint(s): {record.endpoint_name}. Undeploy the model from them before deleting it.")
-            deleted = _set_lifecycle(conn, record.id, "model_delete_time")
-        return replace(record, model_delete_time=deleted)
+            return _stamp(conn, record, "model_delete_time")
 
     def insert_operation(self, parent: str, body: dict[str, Any]) -> dict[str, Any]:
         """Store an operation of the resource `parent` under a new id; returns it with its `name`."""
@@ -187,24 +157,28 @@ def insert_tuned_model(conn: Any, project: str, location: str, job_id: str, disp
 def _live_model(conn: Any, project: str, location: str, model_id: str) -> TunedModelRecord:
     """A model not deleted; `model_id` may name its one version (`@1`) or its alias (`@default`)."""
     base, _, version = model_id.partition("@")
-    row = conn.execute(f"{_TUNED_MODELS} WHERE m.id = ? AND m.project = ? AND m.location = ?",
-                       (base, project, location)).fetchone()
-    if row is None or row["model_delete_time"] is not None or version not in ("", "1", "default"):
-        raise NotFound(f"Model projects/{project}/locations/{location}/models/{model_id} not found.")
-    return TunedModelRecord(**dict(row))
+    return _live(conn, project, location, "id", base if version in ("", "1", "default") else "",
+                 "model_delete_time", f"Model projects/{project}/locations/{location}/models/{model_id}")
 
 
 def _live_endpoint(conn: Any, project: str, location: str, endpoint_id: str) -> TunedModelRecord:
-    row = conn.execute(f"{_TUNED_MODELS} WHERE m.endpoint_id = ? AND m.project = ? AND m.location = ?",
-                       (endpoint_id, project, location)).fetchone()
-    if row is None or row["endpoint_delete_time"] is not None:
-        raise NotFound(f"Endpoint projects/{project}/locations/{location}/endpoints/{endpoint_id} not found.")
+    return _live(conn, project, location, "endpoint_id", endpoint_id, "endpoint_delete_time",
+                 f"Endpoint projects/{project}/locations/{location}/endpoints/{endpoint_id}")
+
+
+def _live(conn: Any, project: str, location: str, column: str, value: str, deleted: str,
+          name: str) -> TunedModelRecord:
+    """The tuned model whose `column` is `value`, unless its `deleted` time is set; else NotFound(`name`)."""
+    row = conn.execute(f"{_TUNED_MODELS} WHERE m.{column} = ? AND m.project = ? AND m.location = ?",
+                       (value, project, location)).fetchone()
+    if row is None or row[deleted] is not None:
+        raise NotFound(f"{name} not found.")
     return TunedModelRecord(**dict(row))
 
 
-def _set_lifecycle(conn: Any, model_id: str, column: str) -> str:
-    """Stamp one lifecycle column of a tuned model with the current time, returned (column names are ours)."""
+def _stamp(conn: Any, record: TunedModelRecord, column: str) -> TunedModelRecord:
+    """Stamp one lifecycle column of a tuned model with the current time; returns the record so stamped."""
     now = now_rfc3339()
     conn.execute(f"INSERT INTO tuned_model_lifecycle (id, {column}) VALUES (?, ?) "
-                 f"ON CONFLICT(id) DO UPDATE SET {column} = excluded.{column}", (model_id, now))
-    return now
+                 f"ON CONFLICT(id) DO UPDATE SET {column} = excluded.{column}", (record.id, now))
+    return replace(record, **{column: now})

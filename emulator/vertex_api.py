@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,66 +20,56 @@ from emulator.gcs import ObjectStore
 from emulator.job_filter import parse_job_filter
 from emulator.job_runner import JobRunner
 from emulator.job_store import JobStore
+from emulator.jobs import job_id_of
 from emulator.paging import after_key, page_size, with_next_page
 from emulator.prediction import ModelCache, generate_content
 from emulator.requests import read_json
-from emulator.routes import ApiRoute, route
+from emulator.routes import API_VERSIONS, ApiRoute, location_routes, route
 from emulator.tuned_models import TunedModels
 from tuning.rules import create_request_violations
+from tuning.vertex import AdapterSize, adapter_size_number
 
-API_VERSIONS = ("v1", "v1beta1")
 # The official REST clients poll operations under `/ui/` (the first URI of GetOperation in their http options),
 # the REST reference documents `/v1/`: both are served.
 OPERATION_PREFIXES = (*API_VERSIONS, "ui")
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-AdapterSize = aiplatform_v1beta1.SupervisedHyperParameters.AdapterSize
-_ADAPTER_SIZES = {"ONE": 1, "TWO": 2, "FOUR": 4, "EIGHT": 8, "SIXTEEN": 16, "THIRTY_TWO": 32}
 _OUTPUT_FIELDS = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "experiment",
                   "tunedModel", "tuningDataStats")
 
 
+@dataclass
 class VertexApi:
     """Handlers of the tuning, model, endpoint and prediction routes (experiments: `emulator.metadata_api`)."""
 
-    def __init__(self, jobs: JobStore, tuned_models: TunedModels, store: ObjectStore, runner: JobRunner,
-                 models: ModelCache, max_json_bytes: int) -> None:
-        self.jobs = jobs
-        self.tuned_models = tuned_models
-        self.store = store
-        self.runner = runner
-        self.models = models
-        self.max_json_bytes = max_json_bytes
+    jobs: JobStore
+    tuned_models: TunedModels
+    store: ObjectStore
+    runner: JobRunner
+    models: ModelCache
+    max_json_bytes: int
 
     def routes(self) -> list[ApiRoute]:
-        table = []
-        for v in API_VERSIONS:
-            p = f"/{v}/projects/{{project}}/locations/{{location}}"
-            table += [
-                route("POST", f"{p}/tuningJobs", self.create_tuning_job),
-                route("GET", f"{p}/tuningJobs", self.list_tuning_jobs),
-                route("GET", f"{p}/tuningJobs/{{job}}", self.get_tuning_job),
-                route("POST", f"{p}/tuningJobs/{{job}}:cancel", self.cancel_tuning_job),
-                route("GET", f"{p}/models/{{model}}", self.get_model),
-                route("DELETE", f"{p}/models/{{model}}", self.delete_model),
-                route("GET", f"{p}/endpoints/{{endpoint}}", self.get_endpoint),
-                route("DELETE", f"{p}/endpoints/{{endpoint}}", self.delete_endpoint),
-                route("POST", f"{p}/endpoints/{{endpoint}}:undeployModel", self.undeploy_model),
-                route("POST", f"{p}/endpoints/{{endpoint}}:generateContent", self.generate_content),
-                route("POST", f"{p}/publishers/{{publisher}}/models/{{model}}:generateContent",
-                      self.generate_content_base),
-            ]
-            table.append(route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent",
-                               self.generate_content_base))
-        for prefix in OPERATION_PREFIXES:
-            p = f"/{prefix}/projects/{{project}}/locations/{{location}}"
-            for resource in ("endpoints/{endpoint}", "models/{model}"):
-                table += [
-                    route("GET", f"{p}/{resource}/operations/{{operation}}", self.get_operation),
-                    route("POST", f"{p}/{resource}/operations/{{operation}}:wait", self.wait_operation),
-                ]
-        return table
+        operations = [(method, f"{resource}/operations/{{operation}}{verb}", handler)
+                      for resource in ("endpoints/{endpoint}", "models/{model}")
+                      for method, verb, handler in (("GET", "", self.get_operation),
+                                                    ("POST", ":wait", self.wait_operation))]
+        return [*location_routes([
+            ("POST", "tuningJobs", self.create_tuning_job),
+            ("GET", "tuningJobs", self.list_tuning_jobs),
+            ("GET", "tuningJobs/{job}", self.get_tuning_job),
+            ("POST", "tuningJobs/{job}:cancel", self.cancel_tuning_job),
+            ("GET", "models/{model}", self.get_model),
+            ("DELETE", "models/{model}", self.delete_model),
+            ("GET", "endpoints/{endpoint}", self.get_endpoint),
+            ("DELETE", "endpoints/{endpoint}", self.delete_endpoint),
+            ("POST", "endpoints/{endpoint}:undeployModel", self.undeploy_model),
+            ("POST", "endpoints/{endpoint}:generateContent", self.generate_content),
+            ("POST", "publishers/{publisher}/models/{model}:generateContent", self.generate_content_base),
+        ]), *location_routes(operations, OPERATION_PREFIXES), *(
+            route("POST", f"/{v}/publishers/{{publisher}}/models/{{model}}:generateContent", self.generate_content_base)
+            for v in API_VERSIONS)]
 
     async def create_tuning_job(self, request: Request, project: str, location: str) -> JSONResponse:
         body = await read_json(request, self.max_json_bytes)
@@ -92,12 +83,11 @@ class VertexApi:
         if hyper.adapter_size not in AdapterSize._value2member_map_:  # proto3 enums are open: numbers parse
             raise InvalidArgument("Invalid TuningJob: supervisedTuningSpec.hyperParameters.adapterSize: "
                                   f"{hyper.adapter_size} is not an AdapterSize number")
-        adapter = AdapterSize(hyper.adapter_size).name.removeprefix("ADAPTER_SIZE_")
         violations = create_request_violations(
             location=location, base_model=job.base_model or None,
             training_dataset_uri=spec.training_dataset_uri or None,
             validation_dataset_uri=spec.validation_dataset_uri or None,
-            adapter_size=_ADAPTER_SIZES.get(adapter), epoch_count=hyper.epoch_count or None,
+            adapter_size=adapter_size_number(hyper.adapter_size), epoch_count=hyper.epoch_count or None,
             learning_rate_multiplier=hyper.learning_rate_multiplier or None,
             tuned_model_display_name=job.tuned_model_display_name or None, labels=dict(job.labels))
         if violations:
@@ -114,7 +104,7 @@ class VertexApi:
                                       f"{error.message}") from error
         inputs = {key: value for key, value in json_format.MessageToDict(job).items() if key not in _OUTPUT_FIELDS}
         created = self.jobs.insert_job(project, location, inputs)
-        self.runner.submit(created["name"].rsplit("/", 1)[1])
+        self.runner.submit(job_id_of(created))
         # Never return `experiment` here: vertexai's sft.train() fails on a create response that carries it.
         return JSONResponse(created)
 
@@ -168,23 +158,19 @@ class VertexApi:
             raise InvalidArgument("deployedModelId is required: the id of the DeployedModel to undeploy, as "
                                   "listed in the Endpoint's deployedModels[].id.")
         record = self.tuned_models.undeploy_model(project, location, endpoint, message.deployed_model_id)
-        version = _api_version(request)
-        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
-            version, "UndeployModelOperationMetadata", f"google.cloud.aiplatform.{version}.UndeployModelResponse")))
+        return self._done_operation(request, record.endpoint_name, "UndeployModel")
 
     async def delete_endpoint(self, request: Request, project: str, location: str, endpoint: str) -> JSONResponse:
         """endpoints.delete: FAILED_PRECONDITION while a model is deployed on it; a done operation otherwise."""
         record = self.tuned_models.delete_endpoint(project, location, endpoint)
-        return JSONResponse(self.tuned_models.insert_operation(record.endpoint_name, _done_operation(
-            _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
+        return self._done_operation(request, record.endpoint_name)
 
     async def delete_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
         """models.delete: FAILED_PRECONDITION while it is deployed; a done operation otherwise. The trained
         weights are removed from the data dir."""
         record = self.tuned_models.delete_model(project, location, model)
         await run_in_threadpool(self._remove_model_files, record.model_dir)
-        return JSONResponse(self.tuned_models.insert_operation(record.model_name.split("@")[0], _done_operation(
-            _api_version(request), "DeleteOperationMetadata", "google.protobuf.Empty")))
+        return self._done_operation(request, record.model_name.split("@")[0])
 
     async def get_operation(self, request: Request, project: str, location: str, operation: str,
                             **resource: str) -> JSONResponse:
@@ -195,6 +181,17 @@ class VertexApi:
         """operations.wait: every emulated operation is done when it is returned, so there is nothing to wait for."""
         await read_json(request, self.max_json_bytes)
         return JSONResponse(self.tuned_models.operation(_operation_name(request).removesuffix(":wait")))
+
+    def _done_operation(self, request: Request, parent: str, method: str = "Delete") -> JSONResponse:
+        """A new long-running operation of `parent`, already done (the emulator applies every change at once):
+        `Delete`'s, or `UndeployModel`'s. Its `@type`s name the messages of the API version called."""
+        version, now = request.url.path.split("/")[1], now_rfc3339()
+        response = (f"google.cloud.aiplatform.{version}.{method}Response" if method != "Delete"
+                    else "google.protobuf.Empty")
+        return JSONResponse(self.tuned_models.insert_operation(parent, {
+            "metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.{version}.{method}OperationMetadata",
+                         "genericMetadata": {"createTime": now, "updateTime": now}},
+            "done": True, "response": {"@type": f"type.googleapis.com/{response}"}}))
 
     def _remove_model_files(self, model_dir: str) -> None:
         """Delete a deleted model's weights, only ever inside the runner's work dir."""
@@ -214,7 +211,6 @@ class VertexApi:
         response = await run_in_threadpool(generate_content, model, body, record.model_name)
         return JSONResponse(response)
 
-
     async def generate_content_base(self, request: Request, publisher: str, model: str, project: str = "",
                                     location: str = "") -> JSONResponse:
         """generateContent on the base model (`[projects/P/locations/L/]publishers/google/models/M`)."""
@@ -231,20 +227,6 @@ def _parse_body(body: dict[str, Any], message_class: Any) -> Any:
         raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
 
 
-def _api_version(request: Request) -> str:
-    """`v1` or `v1beta1`, from the path: the operation's `@type`s name the messages of the version called."""
-    return request.url.path.split("/")[1]
-
-
 def _operation_name(request: Request) -> str:
     """`projects/.../operations/ID` from `/{v1|v1beta1|ui}/projects/.../operations/ID`."""
     return request.url.path.split("/", 2)[2]
-
-
-def _done_operation(version: str, metadata_type: str, response_type: str) -> dict[str, Any]:
-    """A long-running operation that is already done (the emulator applies every change at once)."""
-    now = now_rfc3339()
-    return {"metadata": {"@type": f"type.googleapis.com/google.cloud.aiplatform.{version}.{metadata_type}",
-                         "genericMetadata": {"createTime": now, "updateTime": now}},
-            "done": True,
-            "response": {"@type": f"type.googleapis.com/{response_type}"}}
