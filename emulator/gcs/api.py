@@ -30,24 +30,24 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote, unquote_to_bytes
 
 import anyio
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 
-from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, OutOfRange, Unimplemented, too_large
+from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
 from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions, etag
 from emulator.gcs.streams import (
+    IO_CHUNK,
     Body,
     Reader,
     Sink,
     b64,
     crc32c_b64,
-    file_chunks,
     fsync_path,
     multipart_boundary,
     parse_content_range,
     parse_part_headers,
-    parse_range,
 )
 from emulator.paging import after_key, with_next_page
 from emulator.requests import read_json
@@ -55,6 +55,8 @@ from emulator.routes import ApiRoute, route
 
 _MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
 _MAX_PAGE = 1000
+_MEDIA_HEADERS = {"cacheControl": "cache-control", "contentDisposition": "content-disposition",
+                  "contentLanguage": "content-language", "contentEncoding": "content-encoding"}
 _OBJECT_PATH = re.compile(rb"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
 
 
@@ -170,57 +172,37 @@ class GcsApi:
     async def get_object(self, request: Request, bucket: str, object: str) -> Response:
         name = _object_name_from(request, object)
         if request.query_params.get("alt") == "media":
-            return await self._media(request, bucket, name)
+            return self._media(request, bucket, name)
         return JSONResponse(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
 
     async def download_object(self, request: Request, bucket: str, object: str) -> Response:
         alt = request.query_params.get("alt", "media")
         if alt != "media":
             raise InvalidArgument(f"Invalid value for alt: {alt!r}; downloads need alt=media.")
-        return await self._media(request, bucket, _object_name_from(request, object))
+        return self._media(request, bucket, _object_name_from(request, object))
 
-    async def _media(self, request: Request, bucket: str, name: str) -> Response:
-        for _attempt in range(3):
-            row = self._live_row(request, bucket, name)
-            try:
-                stream = open(self.store.root / row["blob_path"], "rb")
-                break
-            except FileNotFoundError:
-                continue   # replaced by a newer generation meanwhile
-        else:
-            raise NotFound(f"No such object: {bucket}/{name}")
-        size = row["size"]
-        try:
-            byte_range = parse_range(request.headers.get("range"), size)
-        except OutOfRange as error:
-            stream.close()
-            response = error.to_response()
-            response.headers["content-range"] = f"bytes */{size}"
-            return response
+    def _media(self, request: Request, bucket: str, name: str) -> Response:
+        """The object's bytes; Starlette's FileResponse answers a single `Range` (206, or 416 when unsatisfiable)."""
+        row = self._live_row(request, bucket, name)
         extra = json.loads(row["extra"])
         headers = {
-            "content-type": row["content_type"],
-            "accept-ranges": "bytes",
+            "content-type": row["content_type"],   # as stored: FileResponse would add a charset to its media_type
             "etag": etag(row["generation"], row["metageneration"]),
             "x-goog-generation": str(row["generation"]),
             "x-goog-metageneration": str(row["metageneration"]),
             "x-goog-hash": f"crc32c={row['crc32c']},md5={row['md5_hash']}",
-            "x-goog-stored-content-length": str(size),
+            "x-goog-stored-content-length": str(row["size"]),
             "x-goog-stored-content-encoding": extra.get("contentEncoding") or "identity",
             "x-goog-storage-class": row["storage_class"],
+            **{header: str(extra[key]) for key, header in _MEDIA_HEADERS.items() if extra.get(key)},
         }
-        for key, header in (("cacheControl", "cache-control"), ("contentDisposition", "content-disposition"),
-                            ("contentLanguage", "content-language"), ("contentEncoding", "content-encoding")):
-            if extra.get(key):
-                headers[header] = str(extra[key])
-        status = 200
-        first, last = 0, size - 1
-        if byte_range is not None:
-            first, last = byte_range
-            status = 206
-            headers["content-range"] = f"bytes {first}-{last}/{size}"
-        headers["content-length"] = str(last - first + 1)
-        return StreamingResponse(file_chunks(stream, first, last - first + 1), status_code=status, headers=headers)
+        # Served from the file opened here (through /dev/fd), so a newer generation replacing it before the
+        # response starts cannot cut the download.
+        stream = open(self.store.root / row["blob_path"], "rb")
+        response = FileResponse(f"/dev/fd/{stream.fileno()}", headers=headers, stat_result=os.fstat(stream.fileno()),
+                                background=BackgroundTask(stream.close))
+        response.chunk_size = IO_CHUNK
+        return response
 
     async def list_objects(self, request: Request, bucket: str) -> Response:
         self.store.bucket_row(bucket)

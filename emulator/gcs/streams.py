@@ -1,7 +1,7 @@
-"""Request and file bodies as streams: chunked reads and writes, multipart/related parts, ranges, checksums.
+"""Request and file bodies as streams: chunked reads and writes, multipart/related parts, checksums.
 
 Bodies are streamed: uploads go chunk by chunk to a temporary file under the root (md5 and crc32c computed on the
-way), then are renamed into place; downloads are read from disk in chunks.
+way), then are renamed into place; downloads are Starlette's FileResponse (which also answers `Range` requests).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import anyio
 import google_crc32c
 from starlette.requests import ClientDisconnect, Request
 
-from emulator.errors import InvalidArgument, OutOfRange
+from emulator.errors import InvalidArgument
 
 IO_CHUNK = 1024 * 1024             # bytes per disk write / read
 _DRAIN_LIMIT = 256 * 1024 * 1024   # bytes of an unwanted body read and dropped before answering an error
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 
 
@@ -165,26 +164,6 @@ def multipart_boundary(content_type: str) -> bytes:
     return (match.group(1) or match.group(2)).encode("latin-1")
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(first, last) inclusive for a single `bytes=` range, None for the whole object; 416 if unsatisfiable."""
-    if not header or size == 0:
-        return None
-    match = _RANGE.match(header.strip().replace(" ", ""))
-    if match is None or match.group(1) == match.group(2) == "":
-        return None   # multiple or malformed ranges: ignore the header and send everything, as RFC 9110 allows
-    first_raw, last_raw = match.groups()
-    if first_raw == "":
-        suffix = int(last_raw)
-        if suffix == 0:
-            raise OutOfRange(f"Request range not satisfiable: {header}", http_status=416)
-        return max(0, size - suffix), size - 1
-    first = int(first_raw)
-    last = min(int(last_raw), size - 1) if last_raw else size - 1
-    if first >= size or first > last:
-        raise OutOfRange(f"Request range not satisfiable: {header}", http_status=416)
-    return first, last
-
-
 def parse_content_range(header: str) -> tuple[int | None, int | None, int | None]:
     """(first, last, total) of a resumable chunk's `Content-Range`, None where it says `*`; 400 if malformed."""
     match = _CONTENT_RANGE.match(header.strip())
@@ -210,19 +189,3 @@ def crc32c_b64(value: int) -> str:
 def fsync_path(path: Path) -> None:
     with open(path, "rb") as stream:
         os.fsync(stream.fileno())
-
-
-async def file_chunks(stream: BinaryIO, offset: int, length: int) -> AsyncIterator[bytes]:
-    """Read `length` bytes from `offset` in 1 MiB chunks (in a thread), closing the file at the end."""
-    try:
-        if offset:
-            await anyio.to_thread.run_sync(stream.seek, offset)
-        left = length
-        while left > 0:
-            data = await anyio.to_thread.run_sync(stream.read, min(IO_CHUNK, left))
-            if not data:
-                break
-            left -= len(data)
-            yield data
-    finally:
-        stream.close()
