@@ -30,6 +30,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote, unquote_to_bytes
 
 import anyio
+from python_multipart.multipart import parse_options_header
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -40,17 +41,15 @@ from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStor
 from emulator.gcs.streams import (
     IO_CHUNK,
     Body,
-    Reader,
     Sink,
     b64,
     crc32c_b64,
     fsync_path,
-    multipart_boundary,
     parse_content_range,
-    parse_part_headers,
+    related_parts,
 )
 from emulator.paging import after_key, with_next_page
-from emulator.requests import read_json
+from emulator.requests import json_object, read_json
 from emulator.routes import ApiRoute, route
 
 _MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
@@ -326,37 +325,38 @@ class GcsApi:
 
     async def _receive_multipart(self, request: Request, bucket: str, body: Body
                                  ) -> tuple[NewObject, Path, int, str, str]:
-        boundary = multipart_boundary(request.headers.get("content-type", ""))
-        reader = Reader(body)
-        await reader.read_until(b"--" + boundary, 64 * 1024, "the preamble")
-        await reader.read_until(b"\r\n", 1024, "the first boundary line")
-        part_headers = parse_part_headers(await reader.read_until(b"\r\n\r\n", 16 * 1024, "part headers"))
-        if not part_headers.get("content-type", "application/json").lower().startswith("application/json"):
-            raise InvalidArgument("The first part of a multipart upload must be the JSON object metadata.")
-        delimiter = b"\r\n--" + boundary
-        raw_metadata = await reader.read_until(delimiter, _MAX_METADATA_BYTES, "the metadata part")
-        try:
-            metadata = json.loads(raw_metadata or b"{}")
-        except ValueError as error:
-            raise InvalidArgument(f"Invalid JSON in the metadata part: {error}") from error
-        if not isinstance(metadata, dict):
-            raise InvalidArgument("The metadata part must be a JSON object.")
-        after = await reader.read_until(b"\r\n", 1024, "a boundary line")
-        if after.startswith(b"--"):
+        """The JSON metadata part, then the media part streamed to a temporary file."""
+        content_type, options = parse_options_header(request.headers.get("content-type"))
+        if content_type != b"multipart/related" or not options.get(b"boundary"):
+            raise InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=...")
+        parts = related_parts(body.chunks(), options[b"boundary"])
+        metadata = bytearray()
+        async for number, headers, data in parts:
+            if number > 1:
+                break
+            if not headers.get("content-type", "application/json").lower().startswith("application/json"):
+                raise InvalidArgument("The first part of a multipart upload must be the JSON object metadata.")
+            metadata += data
+            if len(metadata) > _MAX_METADATA_BYTES:
+                raise too_large(f"The metadata part exceeds {_MAX_METADATA_BYTES} bytes.")
+        else:
             raise InvalidArgument("Multipart upload without a media part.")
-        media_headers = parse_part_headers(await reader.read_until(b"\r\n\r\n", 16 * 1024, "part headers"))
-        new = self._new_object(request, bucket, metadata, media_headers.get("content-type"))
+        new = self._new_object(request, bucket, json_object(bytes(metadata)), headers.get("content-type"))
+
+        async def media(first: bytes) -> AsyncIterator[bytes]:
+            yield first
+            async for number, _headers, data in parts:
+                if number > 2:
+                    raise InvalidArgument("A multipart upload has two parts: the JSON metadata, then the media.")
+                yield data
+
         temp = self.store.temp_path()
         try:
-            size, md5_b64, crc_b64 = await self._stream_to_temp(reader.stream_until(delimiter), temp)
-            while len(reader.buffer) < 2 and await reader.fill():
-                pass
-            if not reader.buffer.startswith(b"--"):
-                raise InvalidArgument("A multipart upload has exactly two parts: the JSON metadata, then the media.")
-            await body.drain(64 * 1024)   # the epilogue, if any
+            size, md5_b64, crc_b64 = await self._stream_to_temp(media(data), temp)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        await body.drain(64 * 1024)   # the epilogue, if any
         return new, temp, size, md5_b64, crc_b64
 
     async def _start_resumable(self, request: Request, bucket: str) -> Response:

@@ -1,4 +1,5 @@
-"""Request and file bodies as streams: chunked reads and writes, multipart/related parts, checksums.
+"""Request and file bodies as streams: chunked reads and writes, multipart/related parts (python-multipart's
+streaming parser), checksums.
 
 Bodies are streamed: uploads go chunk by chunk to a temporary file under the root (md5 and crc32c computed on the
 way), then are renamed into place; downloads are Starlette's FileResponse (which also answers `Range` requests).
@@ -15,6 +16,8 @@ from typing import Any, AsyncIterator, BinaryIO
 
 import anyio
 import google_crc32c
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser
 from starlette.requests import ClientDisconnect, Request
 
 from emulator.errors import InvalidArgument
@@ -22,7 +25,7 @@ from emulator.errors import InvalidArgument
 IO_CHUNK = 1024 * 1024             # bytes per disk write / read
 _DRAIN_LIMIT = 256 * 1024 * 1024   # bytes of an unwanted body read and dropped before answering an error
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_PART_EVENTS = ("part_begin", "header_field", "header_value", "header_end", "headers_finished", "part_data", "end")
 
 
 class Body:
@@ -98,70 +101,36 @@ class Sink:
         os.fsync(self.file.fileno())
 
 
-class Reader:
-    """Buffered reads over a `Body` for the multipart/related parser."""
-
-    def __init__(self, body: Body) -> None:
-        self.body = body
-        self.buffer = bytearray()
-
-    async def fill(self) -> bool:
-        chunk = await self.body.next()
-        if chunk is None:
-            return False
-        self.buffer += chunk
-        return True
-
-    async def read_until(self, separator: bytes, limit: int, what: str) -> bytes:
-        """Everything before `separator` (consumed), at most `limit` bytes."""
-        start = 0
-        while True:
-            found = self.buffer.find(separator, start)
-            if found >= 0:
-                data = bytes(self.buffer[:found])
-                del self.buffer[:found + len(separator)]
-                return data
-            if len(self.buffer) > limit:
-                raise InvalidArgument(f"Malformed multipart body: {what} is longer than {limit} bytes.")
-            start = max(0, len(self.buffer) - len(separator) + 1)
-            if not await self.fill():
-                raise InvalidArgument(f"Malformed multipart body: unexpected end of body in {what}.")
-
-    async def stream_until(self, separator: bytes) -> AsyncIterator[bytes]:
-        """Yield the bytes before `separator` as they arrive (consumes the separator)."""
-        keep = len(separator) - 1
-        start = 0
-        while True:
-            found = self.buffer.find(separator, start)
-            if found >= 0:
-                if found:
-                    yield bytes(self.buffer[:found])
-                del self.buffer[:found + len(separator)]
-                return
-            if len(self.buffer) > keep:
-                cut = len(self.buffer) - keep
-                yield bytes(self.buffer[:cut])
-                del self.buffer[:cut]
-            start = 0
-            if not await self.fill():
-                raise InvalidArgument("Malformed multipart body: missing the closing boundary.")
-
-
-def parse_part_headers(raw: bytes) -> dict[str, str]:
-    headers = {}
-    for line in raw.decode("latin-1").split("\r\n"):
-        if ":" in line:
-            key, value = line.split(":", 1)
-            headers[key.strip().lower()] = value.strip()
-    return headers
-
-
-def multipart_boundary(content_type: str) -> bytes:
-    """The boundary of a `multipart/related` body; 400 for any other Content-Type."""
-    match = _BOUNDARY.search(content_type)
-    if not content_type.lower().startswith("multipart/related") or match is None:
-        raise InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=...")
-    return (match.group(1) or match.group(2)).encode("latin-1")
+async def related_parts(chunks: AsyncIterator[bytes], boundary: bytes
+                        ) -> AsyncIterator[tuple[int, dict[str, str], bytes]]:
+    """(part number from 1, the part's headers, a piece of its body) of a multipart/related body as
+    python-multipart's streaming parser reads it (an empty piece first, for empty parts); 400 if malformed."""
+    events: list[tuple[str, bytes]] = []
+    callbacks = {f"on_{name}": lambda data=b"", start=0, end=0, name=name: events.append((name, data[start:end]))
+                 for name in _PART_EVENTS}
+    number, headers, field, value = 0, {}, b"", b""
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        async for chunk in chunks:
+            parser.write(chunk)
+            for event, data in events:
+                if event == "part_begin":
+                    number, headers = number + 1, {}
+                elif event == "header_field":
+                    field += data
+                elif event == "header_value":
+                    value += data
+                elif event == "header_end":
+                    headers[field.decode("latin-1").lower()] = value.decode("latin-1")
+                    field, value = b"", b""
+                elif event in ("headers_finished", "part_data"):
+                    yield number, headers, data
+                elif event == "end":
+                    return
+            events.clear()
+    except FormParserError as error:
+        raise InvalidArgument(f"Malformed multipart body: {error}") from None
+    raise InvalidArgument("Malformed multipart body: missing the closing boundary.")
 
 
 def parse_content_range(header: str) -> tuple[int | None, int | None, int | None]:
