@@ -25,8 +25,9 @@ import os
 import re
 import sqlite3
 import uuid
+from itertools import islice
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 from urllib.parse import quote, unquote_to_bytes
 
 import anyio
@@ -35,28 +36,19 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, Unimplemented, too_large
+from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
-from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions, etag
-from emulator.gcs.streams import (
-    IO_CHUNK,
-    Body,
-    Sink,
-    b64,
-    crc32c_b64,
-    fsync_path,
-    parse_content_range,
-    related_parts,
-)
+from emulator.gcs.store import NewObject, ObjectStore, Upload, check_preconditions, etag
+from emulator.gcs.streams import IO_CHUNK, Body, Hashes, Sink, fsync_path, hashes_of, parse_content_range, related_parts
 from emulator.paging import after_key, with_next_page
 from emulator.requests import json_object, read_json
 from emulator.routes import ApiRoute, route
 
 _MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
 _MAX_PAGE = 1000
+_OBJECT_PATH = re.compile(rb"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
 _MEDIA_HEADERS = {"cacheControl": "cache-control", "contentDisposition": "content-disposition",
                   "contentLanguage": "content-language", "contentEncoding": "content-encoding"}
-_OBJECT_PATH = re.compile(rb"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -76,11 +68,9 @@ def _preconditions(request: Request) -> dict[str, int]:
 
 def _max_results(request: Request) -> int:
     value = _int_param(request, "maxResults")
-    if value is None:
-        return _MAX_PAGE
-    if value < 1:
+    if value is not None and value < 1:
         raise InvalidArgument("maxResults must be a positive integer.")
-    return min(value, _MAX_PAGE)
+    return min(value or _MAX_PAGE, _MAX_PAGE)
 
 
 def _object_name_from(request: Request, param: str) -> str:
@@ -94,6 +84,23 @@ def _object_name_from(request: Request, param: str) -> str:
             except UnicodeDecodeError:
                 raise InvalidArgument("Object names must be valid UTF-8.") from None
     return param.replace("%3F", "?").replace("%23", "#").replace("%5C", "\\")
+
+
+def _listing(kind: str, last: Any, **lists: list[Any]) -> Response:
+    """A list answer: its non-empty lists (GCS leaves empty ones out), and a nextPageToken when more remain."""
+    return JSONResponse(with_next_page({"kind": kind, **{key: value for key, value in lists.items() if value}}, last))
+
+
+async def _receiving(body: Body, receive: Awaitable[Response]) -> Response:
+    """`receive`'s answer; on an error, the rest of the body is read first (so the client sees the answer), and
+    a client that went away gets 499."""
+    try:
+        return await receive
+    except GoogleApiError:
+        await body.drain()
+        raise
+    except ClientDisconnect:
+        return Response(status_code=499)
 
 
 class GcsApi:
@@ -126,12 +133,14 @@ class GcsApi:
         self.store.base_url = base
         return base
 
+    def _object_answer(self, request: Request, row: sqlite3.Row) -> Response:
+        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+
     # -- buckets ----------------------------------------------------------------------------------------------
 
     async def insert_bucket(self, request: Request) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
-        project = request.query_params.get("project") or self.store.project
-        row = self.store.create_bucket(project, body)
+        row = self.store.create_bucket(request.query_params.get("project") or self.store.project, body)
         return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def list_buckets(self, request: Request) -> Response:
@@ -139,14 +148,11 @@ class GcsApi:
         rows, last = self.store.list_buckets(project, request.query_params.get("prefix", ""), _max_results(request),
                                              after_key(request))
         base = self._base_of(request)
-        payload: dict[str, Any] = {"kind": "storage#buckets"}
-        if rows:
-            payload["items"] = [self.store.bucket_resource(row, base) for row in rows]
-        return JSONResponse(with_next_page(payload, last))
+        return _listing("storage#buckets", last, items=[self.store.bucket_resource(row, base) for row in rows])
 
     async def get_bucket(self, request: Request, bucket: str) -> Response:
         row = self.store.bucket_row(bucket)
-        self.store.check_bucket_conditions(row, _preconditions(request), read=True)
+        check_preconditions(row, _preconditions(request), read=True)
         return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
 
     async def patch_bucket(self, request: Request, bucket: str) -> Response:
@@ -158,13 +164,10 @@ class GcsApi:
         self.store.delete_bucket(bucket, _preconditions(request))
         return Response(status_code=204)
 
-    # -- objects: metadata, list, delete, patch -----------------------------------------------------------------
+    # -- objects: metadata, media, list, delete, patch ------------------------------------------------------------
 
     def _live_row(self, request: Request, bucket: str, name: str) -> sqlite3.Row:
-        row = self.store.object_row(bucket, name)
-        generation = _int_param(request, "generation")
-        if generation is not None and generation != row["generation"]:
-            raise NotFound(f"No such object: {bucket}/{name}#{generation}")
+        row = self.store.object_row(bucket, name, _int_param(request, "generation"))
         check_preconditions(row, _preconditions(request), read=True)
         return row
 
@@ -172,7 +175,7 @@ class GcsApi:
         name = _object_name_from(request, object)
         if request.query_params.get("alt") == "media":
             return self._media(request, bucket, name)
-        return JSONResponse(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
+        return self._object_answer(request, self._live_row(request, bucket, name))
 
     async def download_object(self, request: Request, bucket: str, object: str) -> Response:
         alt = request.query_params.get("alt", "media")
@@ -212,29 +215,14 @@ class GcsApi:
         after = after_key(request)  # [name, whether it is a prefix]
         if after is not None and not (isinstance(after, list) and len(after) == 2 and isinstance(after[0], str)):
             raise InvalidArgument("Invalid page token.")
-        entries = self.store.iter_entries(
+        entries = list(islice(self.store.iter_entries(
             bucket, params.get("prefix", ""), params.get("delimiter", ""), params.get("startOffset", ""),
             params.get("endOffset", ""), params.get("includeTrailingDelimiter", "").lower() == "true",
-            after[0] if after else None, bool(after[1]) if after else False)
-        items, prefixes, last = [], [], None
-        base = self._base_of(request)
-        more = False
-        for count, (kind, value) in enumerate(entries):
-            if count == limit:
-                more = True
-                break
-            if kind == "item":
-                items.append(self.store.object_resource(value, base))
-                last = [value["name"], False]
-            else:
-                prefixes.append(value)
-                last = [value, True]
-        payload: dict[str, Any] = {"kind": "storage#objects"}
-        if prefixes:
-            payload["prefixes"] = prefixes
-        if items:
-            payload["items"] = items
-        return JSONResponse(with_next_page(payload, last if more else None))
+            (after[0], bool(after[1])) if after else None), limit + 1))
+        page, base = entries[:limit], self._base_of(request)
+        last = [page[-1][0], page[-1][1] is None] if len(entries) > limit else None
+        return _listing("storage#objects", last, prefixes=[name for name, row in page if row is None],
+                        items=[self.store.object_resource(row, base) for _name, row in page if row is not None])
 
     async def delete_object(self, request: Request, bucket: str, object: str) -> Response:
         self.store.delete_object(bucket, _object_name_from(request, object), _int_param(request, "generation"),
@@ -244,9 +232,8 @@ class GcsApi:
     async def patch_object(self, request: Request, bucket: str, object: str) -> Response:
         name = _object_name_from(request, object)
         body = await read_json(request, _MAX_METADATA_BYTES)
-        row = self.store.patch_object(bucket, name, body, request.method == "PUT", _int_param(request, "generation"),
-                                      _preconditions(request))
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+        return self._object_answer(request, self.store.patch_object(
+            bucket, name, body, request.method == "PUT", _int_param(request, "generation"), _preconditions(request)))
 
     # -- uploads ----------------------------------------------------------------------------------------------
 
@@ -257,79 +244,65 @@ class GcsApi:
         if not isinstance(name, str) or not name:
             raise InvalidArgument("Required: object name (the `name` field of the metadata or the `name` parameter).")
         validate_object_name(name)
-        fields = {key: metadata[key] for key in OBJECT_WRITABLE if metadata.get(key) is not None}
-        if "metadata" in fields:
-            if not isinstance(fields["metadata"], dict):
-                raise InvalidArgument("Invalid value for metadata: expected an object.")
-            fields["metadata"] = {str(k): str(v) for k, v in fields["metadata"].items() if v is not None}
-        if metadata.get("storageClass"):
-            fields["storageClass"] = str(metadata["storageClass"]).upper()
-        new = NewObject(bucket=bucket, name=name,
-                        content_type=metadata.get("contentType") or content_type or "application/octet-stream",
-                        fields=fields, preconditions=_preconditions(request),
-                        expected_md5=metadata.get("md5Hash"), expected_crc32c=metadata.get("crc32c"))
+        new = NewObject.from_metadata(bucket, name, metadata, content_type, _preconditions(request))
         # Fail fast; checked again when committing.
         check_preconditions(self.store.live_object_row(bucket, name), new.preconditions)
         return new
 
-    def _check_declared_size(self, request: Request, slack: int = 0) -> None:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.store.max_upload_bytes + slack:
-            raise too_large(self._too_large(int(declared)))
+    def _check_size(self, size: int | str | None, slack: int = 0) -> None:
+        """413 when `size` (a number, or a header that may hold one) is over the maximum object size."""
+        if size is not None and str(size).isdigit() and int(size) > self.store.max_upload_bytes + slack:
+            raise too_large(f"Upload of {size} bytes exceeds the maximum object size of "
+                            f"{self.store.max_upload_bytes} bytes.")
 
-    def _too_large(self, size: int | None = None) -> str:
-        shown = f" of {size} bytes" if size is not None else ""
-        return f"Upload{shown} exceeds the maximum object size of {self.store.max_upload_bytes} bytes."
+    def _too_large(self) -> GoogleApiError:
+        return too_large(f"Upload exceeds the maximum object size of {self.store.max_upload_bytes} bytes.")
 
-    async def _stream_to_temp(self, chunks: AsyncIterator[bytes], temp: Path) -> tuple[int, str, str]:
-        """Write chunks to `temp`; (size, md5 b64, crc32c b64). 413 past max_upload_bytes."""
+    async def _stream_to_temp(self, chunks: AsyncIterator[bytes]) -> tuple[Path, Hashes]:
+        """Write chunks to a new temporary file: its path and Hashes. 413 past max_upload_bytes."""
+        temp = self.store.temp_path()
         sink = Sink(temp)
         try:
             async for chunk in chunks:
                 if sink.written + len(chunk) > self.store.max_upload_bytes:
-                    raise too_large(self._too_large())
+                    raise self._too_large()
                 await sink.write(chunk)
         except BaseException:
             await sink.close(sync=False)
+            temp.unlink(missing_ok=True)
             raise
         await sink.close()
-        return sink.written, b64(sink.md5.digest()), crc32c_b64(sink.crc)
+        return temp, sink.hashes
 
     async def insert_object(self, request: Request, bucket: str) -> Response:
         body = Body(request)
-        temp: Path | None = None
+        return await _receiving(body, self._insert(request, bucket, body))
+
+    async def _insert(self, request: Request, bucket: str, body: Body) -> Response:
+        upload_type = request.query_params.get("uploadType", "media")
+        if upload_type == "resumable":
+            return await self._start_resumable(request, bucket)
+        if upload_type == "multipart":
+            self._check_size(request.headers.get("content-length"), slack=_MAX_METADATA_BYTES)
+            new, (temp, hashes) = await self._receive_multipart(request, bucket, body)
+        elif upload_type == "media":
+            self._check_size(request.headers.get("content-length"))
+            new = self._new_object(request, bucket, {}, request.headers.get("content-type"))
+            temp, hashes = await self._stream_to_temp(body.chunks)
+        else:
+            raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
         try:
-            upload_type = request.query_params.get("uploadType", "media")
-            if upload_type == "multipart":
-                self._check_declared_size(request, slack=_MAX_METADATA_BYTES)
-                new, temp, size, md5_b64, crc_b64 = await self._receive_multipart(request, bucket, body)
-            elif upload_type == "media":
-                self._check_declared_size(request)
-                new = self._new_object(request, bucket, {}, request.headers.get("content-type"))
-                temp = self.store.temp_path()
-                size, md5_b64, crc_b64 = await self._stream_to_temp(body.chunks(), temp)
-            elif upload_type == "resumable":
-                return await self._start_resumable(request, bucket)
-            else:
-                raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
-            row = self.store.commit(new, temp, size, md5_b64, crc_b64)
-            return JSONResponse(self.store.object_resource(row, self._base_of(request)))
-        except GoogleApiError:
-            await body.drain()
-            raise
-        except ClientDisconnect:
-            return Response(status_code=499)
+            return self._object_answer(request, self.store.commit(new, temp, hashes))
         finally:
-            if temp is not None:
-                temp.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
 
     async def _receive_multipart(self, request: Request, bucket: str, body: Body
-                                 ) -> tuple[NewObject, Path, int, str, str]:
+                                 ) -> tuple[NewObject, tuple[Path, Hashes]]:
         """The JSON metadata part, then the media part streamed to a temporary file."""
         content_type, options = parse_options_header(request.headers.get("content-type"))
         if content_type != b"multipart/related" or not options.get(b"boundary"):
             raise InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=...")
-        parts = related_parts(body.chunks(), options[b"boundary"])
+        parts = related_parts(body.chunks, options[b"boundary"])
         metadata = bytearray()
         async for number, headers, data in parts:
             if number > 1:
@@ -350,79 +323,59 @@ class GcsApi:
                     raise InvalidArgument("A multipart upload has two parts: the JSON metadata, then the media.")
                 yield data
 
-        temp = self.store.temp_path()
-        try:
-            size, md5_b64, crc_b64 = await self._stream_to_temp(media(data), temp)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        received = await self._stream_to_temp(media(data))
         await body.drain(64 * 1024)   # the epilogue, if any
-        return new, temp, size, md5_b64, crc_b64
+        return new, received
 
     async def _start_resumable(self, request: Request, bucket: str) -> Response:
         metadata = await read_json(request, _MAX_METADATA_BYTES)
         new = self._new_object(request, bucket, metadata, request.headers.get("x-upload-content-type"))
         declared = request.headers.get("x-upload-content-length")
-        total = int(declared) if declared and declared.isdigit() else None
-        if total is not None and total > self.store.max_upload_bytes:
-            raise too_large(self._too_large(total))
-        resource = dict(new.fields)
-        for key in ("md5Hash", "crc32c"):
-            if metadata.get(key):
-                resource[key] = metadata[key]
+        self._check_size(declared)
+        resource = new.fields | {key: metadata[key] for key in ("md5Hash", "crc32c") if metadata.get(key)}
         upload_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.store.upload_path(upload_id).touch()
-        self.store.insert_upload(upload_id, new, resource, total)
+        self.store.insert_upload(upload_id, new, resource, int(declared) if declared and declared.isdigit() else None)
         location = (f"{self._base_of(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
                     f"&name={quote(new.name, safe='')}&upload_id={upload_id}")
         return Response(status_code=200, headers={"location": location, "x-guploader-uploadid": upload_id,
                                                   "content-length": "0"})
 
-    def _upload_lock(self, upload_id: str) -> asyncio.Lock:
-        return self.store.upload_locks.setdefault(upload_id, asyncio.Lock())
-
     async def put_chunk(self, request: Request, bucket: str) -> Response:
+        upload_id = request.query_params.get("upload_id")
         body = Body(request)
-        try:
-            upload_id = request.query_params.get("upload_id")
-            if not upload_id:
-                raise InvalidArgument("Missing upload_id: PUT needs the session URI returned by uploadType=resumable.")
-            async with self._upload_lock(upload_id):
-                return await self._receive_chunk(request, bucket, upload_id, body)
-        except GoogleApiError:
+        if not upload_id:
             await body.drain()
-            raise
-        except ClientDisconnect:
-            return Response(status_code=499)
+            raise InvalidArgument("Missing upload_id: PUT needs the session URI returned by uploadType=resumable.")
+        async with self.store.upload_locks.setdefault(upload_id, asyncio.Lock()):
+            return await _receiving(body, self._receive_chunk(request, bucket, upload_id, body))
 
     def _progress(self, upload: Upload) -> Response:
-        headers = {"content-length": "0"}
-        if upload.received:
-            headers["range"] = f"bytes=0-{upload.received - 1}"
+        headers = {"content-length": "0"} | ({"range": f"bytes=0-{upload.received - 1}"} if upload.received else {})
         return Response(status_code=308, headers=headers)
 
-    def _finished(self, request: Request, upload: Upload) -> Response:
-        row = self.store.live_object_row(upload.bucket, upload.name)
-        if row is None or row["generation"] != upload.result_generation:
-            raise NotFound(f"The object uploaded by session {upload.upload_id} no longer exists.")
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+    async def _hashes(self, upload: Upload) -> Hashes:
+        """The Hashes of the bytes received so far: kept from the last chunk, or read again from the file."""
+        hashes = self.store.hash_states.get(upload.upload_id)
+        if hashes is None or hashes.size != upload.received:
+            hashes = await anyio.to_thread.run_sync(hashes_of, self.store.upload_path(upload.upload_id),
+                                                    upload.received)
+        return hashes
 
     async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: Body) -> Response:
         upload = self.store.load_upload(upload_id, bucket)
-        if upload.result_generation is not None:
+        if upload.result_generation is not None:   # a retried final chunk: the object it made
             await body.drain()
-            return self._finished(request, upload)
+            return self._object_answer(request, self.store.object_row(upload.bucket, upload.name,
+                                                                      upload.result_generation))
         header = request.headers.get("content-range")
         if header is None:   # one PUT with the whole object
             first, last, total = 0, None, None
-            if upload.received:
-                self.store.hash_states.pop(upload_id, None)
-                upload.received = 0
+            upload.received = 0
         else:
             first, last, total = parse_content_range(header)
         if total is not None:
-            if total > self.store.max_upload_bytes:
-                raise too_large(self._too_large(total))
+            self._check_size(total)
             if upload.total_size is not None and total != upload.total_size:
                 raise InvalidArgument(f"Content-Range total {total} differs from the declared size "
                                       f"{upload.total_size} of the upload.")
@@ -430,7 +383,7 @@ class GcsApi:
                 raise InvalidArgument(f"Invalid Content-Range header {header!r}: range past the total size.")
             if total < upload.received:
                 raise InvalidArgument(f"Content-Range total {total} is below the {upload.received} bytes received.")
-        if header is not None and first is None:   # status query or finalisation without bytes
+        if first is None:   # status query or finalisation without bytes
             await body.drain()
             if total is not None and total == upload.received:
                 return await self._finalize(request, upload)
@@ -442,64 +395,52 @@ class GcsApi:
         skip = upload.received - first   # bytes the server already has (a retried chunk)
         path = self.store.upload_path(upload_id)
         os.truncate(path, upload.received)   # drop bytes of a chunk that was cut short before being recorded
-        state = self.store.hash_states.get(upload_id)
-        if state is None or state.offset != upload.received:
-            state = await anyio.to_thread.run_sync(self.store.rehash, path, upload.received)
-        sink = Sink(path, offset=upload.received, md5=state.md5, crc=state.crc, create=False)
-        seen = 0
+        sink, seen = Sink(path, await self._hashes(upload)), 0
         try:
-            async for chunk in body.chunks():
+            async for chunk in body.chunks:
                 if expected is not None and seen + len(chunk) > expected:
                     raise InvalidArgument(f"Request body is longer than the {expected} bytes of Content-Range "
                                           f"{header!r}.")
                 seen += len(chunk)
-                if skip > 0:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                    if not chunk:
-                        continue
+                dropped = min(skip, len(chunk))
+                chunk, skip = chunk[dropped:], skip - dropped
                 if upload.received + sink.written + len(chunk) > self.store.max_upload_bytes:
-                    raise too_large(self._too_large())
+                    raise self._too_large()
                 await sink.write(chunk)
         finally:
             try:
                 await sink.close(sync=False)
             finally:
-                upload.received += sink.written
-                self.store.hash_states[upload_id] = HashState(upload.received, sink.md5, sink.crc)
+                upload.received = sink.hashes.size
+                self.store.hash_states[upload_id] = sink.hashes
                 self.store.record_received(upload_id, upload.received)
         if expected is not None and seen < expected:
             raise InvalidArgument(f"Request body has {seen} bytes; Content-Range {header!r} announced {expected}.")
-        if header is None:
-            total = upload.received
+        total = upload.received if header is None else total
         if total is not None and upload.received >= total:
             return await self._finalize(request, upload, request.headers.get("x-goog-hash"))
         return self._progress(upload)
 
     async def _finalize(self, request: Request, upload: Upload, hash_header: str | None = None) -> Response:
-        path = self.store.upload_path(upload.upload_id)
-        state = self.store.hash_states.get(upload.upload_id)
-        if state is None or state.offset != upload.received:
-            state = await anyio.to_thread.run_sync(self.store.rehash, path, upload.received)
-        md5_b64, crc_b64 = b64(state.md5.digest()), crc32c_b64(state.crc)
+        hashes = await self._hashes(upload)
         resource = dict(upload.resource)
-        expected_md5, expected_crc = resource.pop("md5Hash", None), resource.pop("crc32c", None)
+        expected = {"md5": resource.pop("md5Hash", None), "crc32c": resource.pop("crc32c", None)}
         for item in (hash_header or "").split(","):
             kind, _, value = item.strip().partition("=")
-            if kind == "md5" and value:
-                expected_md5 = value
-            elif kind == "crc32c" and value:
-                expected_crc = value
+            if kind in expected and value:
+                expected[kind] = value
         new = NewObject(bucket=upload.bucket, name=upload.name, content_type=upload.content_type, fields=resource,
-                        preconditions=upload.preconditions, expected_md5=expected_md5, expected_crc32c=expected_crc)
+                        preconditions=upload.preconditions, expected_md5=expected["md5"],
+                        expected_crc32c=expected["crc32c"])
+        path = self.store.upload_path(upload.upload_id)
         await anyio.to_thread.run_sync(fsync_path, path)
         try:
-            row = self.store.commit(new, path, upload.received, md5_b64, crc_b64)
+            row = self.store.commit(new, path, hashes)
         except GoogleApiError:
             self.store.drop_upload(upload.upload_id)   # a failed finalisation ends the session, as in GCS
             raise
         self.store.finish_upload(upload.upload_id, row["generation"])
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+        return self._object_answer(request, row)
 
     async def cancel_upload(self, request: Request, bucket: str) -> Response:
         upload_id = request.query_params.get("upload_id")

@@ -1,8 +1,8 @@
-"""Request and file bodies as streams: chunked reads and writes, multipart/related parts (python-multipart's
-streaming parser), checksums.
+"""Request and file bodies as streams: request bodies read chunk by chunk, file writes with checksums, the parts of
+a multipart/related body, a resumable chunk's Content-Range.
 
-Bodies are streamed: uploads go chunk by chunk to a temporary file under the root (md5 and crc32c computed on the
-way), then are renamed into place; downloads are Starlette's FileResponse (which also answers `Range` requests).
+Uploads go chunk by chunk to a file under the root (md5 and crc32c computed on the way), then are renamed into
+place; downloads are Starlette's FileResponse (which also serves `Range` requests).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import base64
 import hashlib
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, BinaryIO
+from typing import Any, AsyncIterator
 
 import anyio
 import google_crc32c
@@ -29,53 +30,64 @@ _PART_EVENTS = ("part_begin", "header_field", "header_value", "header_end", "hea
 
 
 class Body:
-    """A request body read chunk by chunk once; `drain()` drops what is left so the client sees our answer."""
+    """A request body read once: `async for chunk in body.chunks`; `drain()` drops what is left so the client
+    sees our answer."""
 
     def __init__(self, request: Request) -> None:
-        self._stream = request.stream().__aiter__()
-        self._done = False
-
-    async def next(self) -> bytes | None:
-        while not self._done:
-            try:
-                chunk = await self._stream.__anext__()
-            except StopAsyncIteration:
-                self._done = True
-                return None
-            if chunk:
-                return chunk
-        return None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.next()) is not None:
-            yield chunk
+        self.chunks = request.stream()
 
     async def drain(self, limit: int = _DRAIN_LIMIT) -> None:
         dropped = 0
         try:
-            while dropped <= limit and (chunk := await self.next()) is not None:
+            async for chunk in self.chunks:
                 dropped += len(chunk)
-        except (ClientDisconnect, OSError, RuntimeError):
-            self._done = True
+                if dropped > limit:
+                    return
+        except (ClientDisconnect, OSError, RuntimeError):   # RuntimeError: the body was read another way
+            pass
+
+
+@dataclass
+class Hashes:
+    """md5 and crc32c of the first `size` bytes of a file, extended as bytes are appended."""
+
+    size: int = 0
+    md5: Any = field(default_factory=hashlib.md5)
+    crc: int = 0
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.crc = google_crc32c.extend(self.crc, data)
+        self.size += len(data)
+
+    def digests(self) -> tuple[str, str]:
+        """(md5, crc32c) in base64, as GCS shows them."""
+        return tuple(base64.b64encode(raw).decode() for raw in (self.md5.digest(), self.crc.to_bytes(4, "big")))
+
+
+def hashes_of(path: Path, length: int) -> Hashes:
+    """The Hashes of the first `length` bytes of `path` (after a restart or an overlapping chunk)."""
+    hashes = Hashes()
+    with open(path, "rb") as stream:
+        while hashes.size < length:
+            data = stream.read(min(IO_CHUNK, length - hashes.size))
+            if not data:
+                raise InvalidArgument("The upload's stored bytes are shorter than recorded.")
+            hashes.update(data)
+    return hashes
 
 
 class Sink:
-    """Writes to a file at an offset through a 1 MiB buffer, hashing md5 and crc32c on the way (in a thread)."""
+    """Appends to a file through a 1 MiB buffer, extending its `hashes` on the way (in a thread)."""
 
-    def __init__(self, path: Path, offset: int = 0, md5: Any = None, crc: int = 0, create: bool = True) -> None:
-        self.path = path
-        self.file: BinaryIO = open(path, "wb" if create else "r+b")
-        if offset:
-            self.file.seek(offset)
-        self.md5 = md5 if md5 is not None else hashlib.md5()
-        self.crc = crc
+    def __init__(self, path: Path, hashes: Hashes | None = None) -> None:
+        self.path, self.file, self.hashes = path, open(path, "ab"), hashes or Hashes()
         self.written = 0          # bytes handed to write() (buffered or not)
         self._buffer = bytearray()
 
     def _write_sync(self, data: bytes) -> None:
         self.file.write(data)
-        self.md5.update(data)
-        self.crc = google_crc32c.extend(self.crc, data)
+        self.hashes.update(data)
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -91,14 +103,10 @@ class Sink:
     async def close(self, sync: bool = True) -> None:
         try:
             await self.flush()
-            if sync:
-                await anyio.to_thread.run_sync(self._fsync)
         finally:
             self.file.close()
-
-    def _fsync(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        if sync:
+            await anyio.to_thread.run_sync(fsync_path, self.path)
 
 
 async def related_parts(chunks: AsyncIterator[bytes], boundary: bytes
@@ -139,20 +147,10 @@ def parse_content_range(header: str) -> tuple[int | None, int | None, int | None
     if match is None:
         raise InvalidArgument(f"Invalid Content-Range header {header!r}: expected 'bytes FIRST-LAST/TOTAL', "
                               "'bytes FIRST-LAST/*', 'bytes */TOTAL' or 'bytes */*'.")
-    first = int(match.group(1)) if match.group(1) is not None else None
-    last = int(match.group(2)) if match.group(2) is not None else None
-    total = int(match.group(3)) if match.group(3) != "*" else None
+    first, last, total = (int(group) if group not in (None, "*") else None for group in match.groups())
     if first is not None and last is not None and last < first:
         raise InvalidArgument(f"Invalid Content-Range header {header!r}: last byte before first byte.")
     return first, last, total
-
-
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def crc32c_b64(value: int) -> str:
-    return b64(value.to_bytes(4, "big"))
 
 
 def fsync_path(path: Path) -> None:
