@@ -9,7 +9,6 @@ Routes (JSON API v1; `{object=**}` is the URL-encoded object name, re-read from 
     DELETE /storage/v1/b/{bucket}                         buckets.delete (409 while it holds objects)
     POST   /upload/storage/v1/b/{bucket}/o?uploadType=multipart|media|resumable   objects.insert
     PUT    /upload/storage/v1/b/{bucket}/o?upload_id=     resumable chunks (`Content-Range`, 308 + `Range`)
-    DELETE /upload/storage/v1/b/{bucket}/o?upload_id=     cancel a resumable upload (499)
     GET    /storage/v1/b/{bucket}/o?prefix=&delimiter=&maxResults=&pageToken=&startOffset=&endOffset=
     GET    /storage/v1/b/{bucket}/o/{object=**}           objects.get (metadata, or the bytes with alt=media)
     GET    /download/storage/v1/b/{bucket}/o/{object=**}  media download (honours `Range`)
@@ -36,7 +35,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, Unimplemented, too_large
+from emulator.errors import GoogleApiError, InvalidArgument, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
 from emulator.gcs.store import NewObject, ObjectStore, Upload, check_preconditions, etag
 from emulator.gcs.streams import IO_CHUNK, Body, Hashes, Sink, fsync_path, hashes_of, parse_content_range, related_parts
@@ -125,7 +124,6 @@ class GcsApi:
             route("GET", "/download/storage/v1/b/{bucket}/o/{object=**}", self.download_object),
             route("POST", "/upload/storage/v1/b/{bucket}/o", self.insert_object),
             route("PUT", "/upload/storage/v1/b/{bucket}/o", self.put_chunk),
-            route("DELETE", "/upload/storage/v1/b/{bucket}/o", self.cancel_upload),
         ]
 
     def _base_of(self, request: Request) -> str:
@@ -441,14 +439,6 @@ class GcsApi:
             raise
         self.store.finish_upload(upload.upload_id, row["generation"])
         return self._object_answer(request, row)
-
-    async def cancel_upload(self, request: Request, bucket: str) -> Response:
-        upload_id = request.query_params.get("upload_id")
-        if not upload_id:
-            raise InvalidArgument("Missing upload_id.")
-        self.store.load_upload(upload_id, bucket)
-        self.store.drop_upload(upload_id)
-        raise Cancelled("Upload cancelled by the client.")
 
 
 def gcs_routes(store: ObjectStore) -> list[ApiRoute]:
