@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import uuid
 from itertools import islice
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 import anyio
 from python_multipart.multipart import parse_options_header
@@ -45,7 +44,6 @@ from emulator.routes import ApiRoute, route
 
 _MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
 _MAX_PAGE = 1000
-_OBJECT_PATH = re.compile(rb"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
 _MEDIA_HEADERS = {"cacheControl": "cache-control", "contentDisposition": "content-disposition",
                   "contentLanguage": "content-language", "contentEncoding": "content-encoding"}
 
@@ -70,19 +68,6 @@ def _max_results(request: Request) -> int:
     if value is not None and value < 1:
         raise InvalidArgument("maxResults must be a positive integer.")
     return min(value or _MAX_PAGE, _MAX_PAGE)
-
-
-def _object_name_from(request: Request, param: str) -> str:
-    """The object name exactly as the client encoded it (scope["path"] is already percent-decoded)."""
-    raw = request.scope.get("raw_path")
-    if raw:
-        match = _OBJECT_PATH.match(raw.split(b"?", 1)[0])
-        if match:
-            try:
-                return unquote_to_bytes(match.group(2)).decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidArgument("Object names must be valid UTF-8.") from None
-    return param.replace("%3F", "?").replace("%23", "#").replace("%5C", "\\")
 
 
 def _listing(kind: str, last: Any, **lists: list[Any]) -> Response:
@@ -170,16 +155,15 @@ class GcsApi:
         return row
 
     async def get_object(self, request: Request, bucket: str, object: str) -> Response:
-        name = _object_name_from(request, object)
         if request.query_params.get("alt") == "media":
-            return self._media(request, bucket, name)
-        return self._object_answer(request, self._live_row(request, bucket, name))
+            return self._media(request, bucket, object)
+        return self._object_answer(request, self._live_row(request, bucket, object))
 
     async def download_object(self, request: Request, bucket: str, object: str) -> Response:
         alt = request.query_params.get("alt", "media")
         if alt != "media":
             raise InvalidArgument(f"Invalid value for alt: {alt!r}; downloads need alt=media.")
-        return self._media(request, bucket, _object_name_from(request, object))
+        return self._media(request, bucket, object)
 
     def _media(self, request: Request, bucket: str, name: str) -> Response:
         """The object's bytes; Starlette's FileResponse answers a single `Range` (206, or 416 when unsatisfiable)."""
@@ -223,15 +207,13 @@ class GcsApi:
                         items=[self.store.object_resource(row, base) for _name, row in page if row is not None])
 
     async def delete_object(self, request: Request, bucket: str, object: str) -> Response:
-        self.store.delete_object(bucket, _object_name_from(request, object), _int_param(request, "generation"),
-                                 _preconditions(request))
+        self.store.delete_object(bucket, object, _int_param(request, "generation"), _preconditions(request))
         return Response(status_code=204)
 
     async def patch_object(self, request: Request, bucket: str, object: str) -> Response:
-        name = _object_name_from(request, object)
         body = await read_json(request, _MAX_METADATA_BYTES)
         return self._object_answer(request, self.store.patch_object(
-            bucket, name, body, request.method == "PUT", _int_param(request, "generation"), _preconditions(request)))
+            bucket, object, body, request.method == "PUT", _int_param(request, "generation"), _preconditions(request)))
 
     # -- uploads ----------------------------------------------------------------------------------------------
 
