@@ -37,7 +37,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from emulator.errors import GoogleApiError, InvalidArgument, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
 from emulator.gcs.store import NewObject, ObjectStore, Upload, check_preconditions, etag
-from emulator.gcs.streams import IO_CHUNK, Body, Hashes, Sink, fsync_path, hashes_of, parse_content_range, related_parts
+from emulator.gcs.streams import IO_CHUNK, Hashes, Sink, content_range, drain, fsync_path, hashes_of, related_parts
 from emulator.paging import after_key, with_next_page
 from emulator.requests import json_object, read_json
 from emulator.routes import ApiRoute, route
@@ -75,13 +75,13 @@ def _listing(kind: str, last: Any, **lists: list[Any]) -> Response:
     return JSONResponse(with_next_page({"kind": kind, **{key: value for key, value in lists.items() if value}}, last))
 
 
-async def _receiving(body: Body, receive: Awaitable[Response]) -> Response:
+async def _receiving(body: AsyncIterator[bytes], receive: Awaitable[Response]) -> Response:
     """`receive`'s answer; on an error, the rest of the body is read first (so the client sees the answer), and
     a client that went away gets 499."""
     try:
         return await receive
     except GoogleApiError:
-        await body.drain()
+        await drain(body)
         raise
     except ClientDisconnect:
         return Response(status_code=499)
@@ -255,10 +255,10 @@ class GcsApi:
         return temp, sink.hashes
 
     async def insert_object(self, request: Request, bucket: str) -> Response:
-        body = Body(request)
+        body = request.stream()
         return await _receiving(body, self._insert(request, bucket, body))
 
-    async def _insert(self, request: Request, bucket: str, body: Body) -> Response:
+    async def _insert(self, request: Request, bucket: str, body: AsyncIterator[bytes]) -> Response:
         upload_type = request.query_params.get("uploadType", "media")
         if upload_type == "resumable":
             return await self._start_resumable(request, bucket)
@@ -268,7 +268,7 @@ class GcsApi:
         elif upload_type == "media":
             self._check_size(request.headers.get("content-length"))
             new = self._new_object(request, bucket, {}, request.headers.get("content-type"))
-            temp, hashes = await self._stream_to_temp(body.chunks)
+            temp, hashes = await self._stream_to_temp(body)
         else:
             raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
         try:
@@ -276,13 +276,13 @@ class GcsApi:
         finally:
             temp.unlink(missing_ok=True)
 
-    async def _receive_multipart(self, request: Request, bucket: str, body: Body
+    async def _receive_multipart(self, request: Request, bucket: str, body: AsyncIterator[bytes]
                                  ) -> tuple[NewObject, tuple[Path, Hashes]]:
         """The JSON metadata part, then the media part streamed to a temporary file."""
         content_type, options = parse_options_header(request.headers.get("content-type"))
         if content_type != b"multipart/related" or not options.get(b"boundary"):
             raise InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=...")
-        parts = related_parts(body.chunks, options[b"boundary"])
+        parts = related_parts(body, options[b"boundary"])
         metadata = bytearray()
         async for number, headers, data in parts:
             if number > 1:
@@ -304,7 +304,7 @@ class GcsApi:
                 yield data
 
         received = await self._stream_to_temp(media(data))
-        await body.drain(64 * 1024)   # the epilogue, if any
+        await drain(body, 64 * 1024)   # the epilogue, if any
         return new, received
 
     async def _start_resumable(self, request: Request, bucket: str) -> Response:
@@ -323,9 +323,9 @@ class GcsApi:
 
     async def put_chunk(self, request: Request, bucket: str) -> Response:
         upload_id = request.query_params.get("upload_id")
-        body = Body(request)
+        body = request.stream()
         if not upload_id:
-            await body.drain()
+            await drain(body)
             raise InvalidArgument("Missing upload_id: PUT needs the session URI returned by uploadType=resumable.")
         async with self.store.upload_locks.setdefault(upload_id, asyncio.Lock()):
             return await _receiving(body, self._receive_chunk(request, bucket, upload_id, body))
@@ -342,10 +342,11 @@ class GcsApi:
                                                     upload.received)
         return hashes
 
-    async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: Body) -> Response:
+    async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: AsyncIterator[bytes]
+                             ) -> Response:
         upload = self.store.load_upload(upload_id, bucket)
         if upload.result_generation is not None:   # a retried final chunk: the object it made
-            await body.drain()
+            await drain(body)
             return self._object_answer(request, self.store.object_row(upload.bucket, upload.name,
                                                                       upload.result_generation))
         header = request.headers.get("content-range")
@@ -353,7 +354,7 @@ class GcsApi:
             first, last, total = 0, None, None
             upload.received = 0
         else:
-            first, last, total = parse_content_range(header)
+            first, last, total = content_range(header)
         if total is not None:
             self._check_size(total)
             if upload.total_size is not None and total != upload.total_size:
@@ -364,7 +365,7 @@ class GcsApi:
             if total < upload.received:
                 raise InvalidArgument(f"Content-Range total {total} is below the {upload.received} bytes received.")
         if first is None:   # status query or finalisation without bytes
-            await body.drain()
+            await drain(body)
             if total is not None and total == upload.received:
                 return await self._finalize(request, upload)
             return self._progress(upload)
@@ -377,7 +378,7 @@ class GcsApi:
         os.truncate(path, upload.received)   # drop bytes of a chunk that was cut short before being recorded
         sink, seen = Sink(path, await self._hashes(upload)), 0
         try:
-            async for chunk in body.chunks:
+            async for chunk in body:
                 if expected is not None and seen + len(chunk) > expected:
                     raise InvalidArgument(f"Request body is longer than the {expected} bytes of Content-Range "
                                           f"{header!r}.")

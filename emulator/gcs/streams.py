@@ -19,7 +19,7 @@ import anyio
 import google_crc32c
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 
 from emulator.errors import InvalidArgument
 
@@ -29,22 +29,16 @@ _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 _PART_EVENTS = ("part_begin", "header_field", "header_value", "header_end", "headers_finished", "part_data", "end")
 
 
-class Body:
-    """A request body read once: `async for chunk in body.chunks`; `drain()` drops what is left so the client
-    sees our answer."""
-
-    def __init__(self, request: Request) -> None:
-        self.chunks = request.stream()
-
-    async def drain(self, limit: int = _DRAIN_LIMIT) -> None:
-        dropped = 0
-        try:
-            async for chunk in self.chunks:
-                dropped += len(chunk)
-                if dropped > limit:
-                    return
-        except (ClientDisconnect, OSError, RuntimeError):   # RuntimeError: the body was read another way
-            pass
+async def drain(body: AsyncIterator[bytes], limit: int = _DRAIN_LIMIT) -> None:
+    """Read and drop what is left of a request body (a `request.stream()`), so that the client sees our answer."""
+    dropped = 0
+    try:
+        async for chunk in body:
+            dropped += len(chunk)
+            if dropped > limit:
+                return
+    except (ClientDisconnect, OSError, RuntimeError):   # RuntimeError: the body was read another way
+        pass
 
 
 @dataclass
@@ -141,7 +135,7 @@ async def related_parts(chunks: AsyncIterator[bytes], boundary: bytes
     raise InvalidArgument("Malformed multipart body: missing the closing boundary.")
 
 
-def parse_content_range(header: str) -> tuple[int | None, int | None, int | None]:
+def content_range(header: str) -> tuple[int | None, int | None, int | None]:
     """(first, last, total) of a resumable chunk's `Content-Range`, None where it says `*`; 400 if malformed."""
     match = _CONTENT_RANGE.match(header.strip())
     if match is None:
