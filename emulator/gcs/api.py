@@ -70,6 +70,11 @@ def _max_results(request: Request) -> int:
     return min(value or _MAX_PAGE, _MAX_PAGE)
 
 
+def _base(request: Request) -> str:
+    """The URL the client reached us at, for selfLink, mediaLink and session URIs."""
+    return str(request.base_url).rstrip("/")
+
+
 def _listing(kind: str, last: Any, **lists: list[Any]) -> Response:
     """A list answer: its non-empty lists (GCS leaves empty ones out), and a nextPageToken when more remain."""
     return JSONResponse(with_next_page({"kind": kind, **{key: value for key, value in lists.items() if value}}, last))
@@ -111,37 +116,32 @@ class GcsApi:
             route("PUT", "/upload/storage/v1/b/{bucket}/o", self.put_chunk),
         ]
 
-    def _base_of(self, request: Request) -> str:
-        base = str(request.base_url).rstrip("/")
-        self.store.base_url = base
-        return base
-
     def _object_answer(self, request: Request, row: sqlite3.Row) -> Response:
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.object_resource(row, _base(request)))
 
     # -- buckets ----------------------------------------------------------------------------------------------
 
     async def insert_bucket(self, request: Request) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.create_bucket(request.query_params.get("project") or self.store.project, body)
-        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, _base(request)))
 
     async def list_buckets(self, request: Request) -> Response:
         project = request.query_params.get("project") or self.store.project
         rows, last = self.store.list_buckets(project, request.query_params.get("prefix", ""), _max_results(request),
                                              after_key(request))
-        base = self._base_of(request)
+        base = _base(request)
         return _listing("storage#buckets", last, items=[self.store.bucket_resource(row, base) for row in rows])
 
     async def get_bucket(self, request: Request, bucket: str) -> Response:
         row = self.store.bucket_row(bucket)
         check_preconditions(row, _preconditions(request), read=True)
-        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, _base(request)))
 
     async def patch_bucket(self, request: Request, bucket: str) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.patch_bucket(bucket, body, request.method == "PUT", _preconditions(request))
-        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, _base(request)))
 
     async def delete_bucket(self, request: Request, bucket: str) -> Response:
         self.store.delete_bucket(bucket, _preconditions(request))
@@ -201,7 +201,7 @@ class GcsApi:
             bucket, params.get("prefix", ""), params.get("delimiter", ""), params.get("startOffset", ""),
             params.get("endOffset", ""), params.get("includeTrailingDelimiter", "").lower() == "true",
             (after[0], bool(after[1])) if after else None), limit + 1))
-        page, base = entries[:limit], self._base_of(request)
+        page, base = entries[:limit], _base(request)
         last = [page[-1][0], page[-1][1] is None] if len(entries) > limit else None
         return _listing("storage#objects", last, prefixes=[name for name, row in page if row is None],
                         items=[self.store.object_resource(row, base) for _name, row in page if row is not None])
@@ -316,7 +316,7 @@ class GcsApi:
         upload_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.store.upload_path(upload_id).touch()
         self.store.insert_upload(upload_id, new, resource, int(declared) if declared and declared.isdigit() else None)
-        location = (f"{self._base_of(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
+        location = (f"{_base(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
                     f"&name={quote(new.name, safe='')}&upload_id={upload_id}")
         return Response(status_code=200, headers={"location": location, "x-guploader-uploadid": upload_id,
                                                   "content-length": "0"})

@@ -181,7 +181,6 @@ class ObjectStore:
         self.root = Path(root).resolve()
         self.max_upload_bytes = max_upload_bytes
         self.project = project
-        self.base_url = "https://storage.googleapis.com"   # updated from each request; used in selfLink/mediaLink
         db.ensure_schema(SCHEMA)
         self.hash_states: dict[str, Hashes] = {}
         self.upload_locks: dict[str, asyncio.Lock] = {}
@@ -235,8 +234,8 @@ class ObjectStore:
                 continue   # overwritten between the lookup and the open (from another thread): look again
         raise NotFound(f"No such object: {bucket}/{name}")
 
-    def object_metadata(self, bucket: str, name: str, base_url: str | None = None) -> dict[str, Any]:
-        return self.object_resource(self.object_row(bucket, name), base_url)
+    def object_metadata(self, bucket: str, name: str) -> dict[str, Any]:
+        return self.object_resource(self.object_row(bucket, name), "https://storage.googleapis.com")
 
     def reset(self) -> None:
         with self.db.transaction() as conn:
@@ -265,11 +264,11 @@ class ObjectStore:
             raise NotFound(f"No such object: {bucket}/{name}" + (f"#{generation}" if generation is not None else ""))
         return row
 
-    def bucket_resource(self, row: sqlite3.Row, base_url: str | None = None) -> dict[str, Any]:
+    def bucket_resource(self, row: sqlite3.Row, base: str) -> dict[str, Any]:
         labels = json.loads(row["labels"])
         return {
             "kind": "storage#bucket",
-            "selfLink": f"{base_url or self.base_url}/storage/v1/b/{row['name']}",
+            "selfLink": f"{base}/storage/v1/b/{row['name']}",
             "id": row["name"],
             "name": row["name"],
             "projectNumber": _project_number(row["project"]),
@@ -290,8 +289,7 @@ class ObjectStore:
             **({"labels": labels} if labels else {}),
         }
 
-    def object_resource(self, row: sqlite3.Row, base_url: str | None = None) -> dict[str, Any]:
-        base = base_url or self.base_url
+    def object_resource(self, row: sqlite3.Row, base: str) -> dict[str, Any]:
         bucket, name, generation = row["bucket"], row["name"], row["generation"]
         encoded = quote(name, safe="~")
         return {
