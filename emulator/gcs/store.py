@@ -471,8 +471,7 @@ class ObjectStore:
     def finish_upload(self, upload_id: str, generation: int) -> None:
         """Mark the session done with the object generation it made (a retried final chunk gets that object)."""
         self._execute("UPDATE gcs_uploads SET result_generation = ? WHERE upload_id = ?", (generation, upload_id))
-        self.hash_states.pop(upload_id, None)
-        self.upload_locks.pop(upload_id, None)
+        self._forget_upload_file(upload_id)   # its bytes are the object's file now
 
     def load_upload(self, upload_id: str, bucket: str) -> Upload:
         row = self.db.query_one("SELECT * FROM gcs_uploads WHERE upload_id = ? AND bucket = ?", (upload_id, bucket))
