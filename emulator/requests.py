@@ -21,7 +21,11 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         if size > max_bytes:
             raise too_large(f"Request body exceeds the limit of {max_bytes} bytes.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return json_object(b"".join(chunks))
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object in `raw` (`{}` when empty); 400 when it is not a JSON object."""
     if not raw.strip():
         return {}
     try:

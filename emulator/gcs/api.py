@@ -9,7 +9,6 @@ Routes (JSON API v1; `{object=**}` is the URL-encoded object name, re-read from 
     DELETE /storage/v1/b/{bucket}                         buckets.delete (409 while it holds objects)
     POST   /upload/storage/v1/b/{bucket}/o?uploadType=multipart|media|resumable   objects.insert
     PUT    /upload/storage/v1/b/{bucket}/o?upload_id=     resumable chunks (`Content-Range`, 308 + `Range`)
-    DELETE /upload/storage/v1/b/{bucket}/o?upload_id=     cancel a resumable upload (499)
     GET    /storage/v1/b/{bucket}/o?prefix=&delimiter=&maxResults=&pageToken=&startOffset=&endOffset=
     GET    /storage/v1/b/{bucket}/o/{object=**}           objects.get (metadata, or the bytes with alt=media)
     GET    /download/storage/v1/b/{bucket}/o/{object=**}  media download (honours `Range`)
@@ -22,40 +21,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import uuid
+from itertools import islice
 from pathlib import Path
-from typing import Any, AsyncIterator
-from urllib.parse import quote, unquote_to_bytes
+from typing import Any, AsyncIterator, Awaitable
+from urllib.parse import quote
 
 import anyio
+from python_multipart.multipart import parse_options_header
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 
-from emulator.errors import Cancelled, GoogleApiError, InvalidArgument, NotFound, OutOfRange, Unimplemented, too_large
+from emulator.errors import GoogleApiError, InvalidArgument, Unimplemented, too_large
 from emulator.gcs.names import validate_object_name
-from emulator.gcs.store import OBJECT_WRITABLE, HashState, NewObject, ObjectStore, Upload, check_preconditions, etag
-from emulator.gcs.streams import (
-    Body,
-    Reader,
-    Sink,
-    b64,
-    crc32c_b64,
-    file_chunks,
-    fsync_path,
-    multipart_boundary,
-    parse_content_range,
-    parse_part_headers,
-    parse_range,
-)
+from emulator.gcs.store import NewObject, ObjectStore, Upload, check_preconditions, etag
+from emulator.gcs.streams import IO_CHUNK, Hashes, Sink, content_range, drain, fsync_path, hashes_of, related_parts
 from emulator.paging import after_key, with_next_page
-from emulator.requests import read_json
+from emulator.requests import json_object, read_json
 from emulator.routes import ApiRoute, route
 
 _MAX_METADATA_BYTES = 1024 * 1024  # JSON metadata of an upload, buckets.insert bodies
 _MAX_PAGE = 1000
-_OBJECT_PATH = re.compile(rb"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
+_MEDIA_HEADERS = {"cacheControl": "cache-control", "contentDisposition": "content-disposition",
+                  "contentLanguage": "content-language", "contentEncoding": "content-encoding"}
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -75,24 +65,31 @@ def _preconditions(request: Request) -> dict[str, int]:
 
 def _max_results(request: Request) -> int:
     value = _int_param(request, "maxResults")
-    if value is None:
-        return _MAX_PAGE
-    if value < 1:
+    if value is not None and value < 1:
         raise InvalidArgument("maxResults must be a positive integer.")
-    return min(value, _MAX_PAGE)
+    return min(value or _MAX_PAGE, _MAX_PAGE)
 
 
-def _object_name_from(request: Request, param: str) -> str:
-    """The object name exactly as the client encoded it (scope["path"] is already percent-decoded)."""
-    raw = request.scope.get("raw_path")
-    if raw:
-        match = _OBJECT_PATH.match(raw.split(b"?", 1)[0])
-        if match:
-            try:
-                return unquote_to_bytes(match.group(2)).decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidArgument("Object names must be valid UTF-8.") from None
-    return param.replace("%3F", "?").replace("%23", "#").replace("%5C", "\\")
+def _base(request: Request) -> str:
+    """The URL the client reached us at, for selfLink, mediaLink and session URIs."""
+    return str(request.base_url).rstrip("/")
+
+
+def _listing(kind: str, last: Any, **lists: list[Any]) -> Response:
+    """A list answer: its non-empty lists (GCS leaves empty ones out), and a nextPageToken when more remain."""
+    return JSONResponse(with_next_page({"kind": kind, **{key: value for key, value in lists.items() if value}}, last))
+
+
+async def _receiving(body: AsyncIterator[bytes], receive: Awaitable[Response]) -> Response:
+    """`receive`'s answer; on an error, the rest of the body is read first (so the client sees the answer), and
+    a client that went away gets 499."""
+    try:
+        return await receive
+    except GoogleApiError:
+        await drain(body)
+        raise
+    except ClientDisconnect:
+        return Response(status_code=499)
 
 
 class GcsApi:
@@ -117,110 +114,79 @@ class GcsApi:
             route("GET", "/download/storage/v1/b/{bucket}/o/{object=**}", self.download_object),
             route("POST", "/upload/storage/v1/b/{bucket}/o", self.insert_object),
             route("PUT", "/upload/storage/v1/b/{bucket}/o", self.put_chunk),
-            route("DELETE", "/upload/storage/v1/b/{bucket}/o", self.cancel_upload),
         ]
 
-    def _base_of(self, request: Request) -> str:
-        base = str(request.base_url).rstrip("/")
-        self.store.base_url = base
-        return base
+    def _object_answer(self, request: Request, row: sqlite3.Row) -> Response:
+        return JSONResponse(self.store.object_resource(row, _base(request)))
 
     # -- buckets ----------------------------------------------------------------------------------------------
 
     async def insert_bucket(self, request: Request) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
-        project = request.query_params.get("project") or self.store.project
-        row = self.store.create_bucket(project, body)
-        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
+        row = self.store.create_bucket(request.query_params.get("project") or self.store.project, body)
+        return JSONResponse(self.store.bucket_resource(row, _base(request)))
 
     async def list_buckets(self, request: Request) -> Response:
         project = request.query_params.get("project") or self.store.project
         rows, last = self.store.list_buckets(project, request.query_params.get("prefix", ""), _max_results(request),
                                              after_key(request))
-        base = self._base_of(request)
-        payload: dict[str, Any] = {"kind": "storage#buckets"}
-        if rows:
-            payload["items"] = [self.store.bucket_resource(row, base) for row in rows]
-        return JSONResponse(with_next_page(payload, last))
+        base = _base(request)
+        return _listing("storage#buckets", last, items=[self.store.bucket_resource(row, base) for row in rows])
 
     async def get_bucket(self, request: Request, bucket: str) -> Response:
         row = self.store.bucket_row(bucket)
-        self.store.check_bucket_conditions(row, _preconditions(request), read=True)
-        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
+        check_preconditions(row, _preconditions(request), read=True)
+        return JSONResponse(self.store.bucket_resource(row, _base(request)))
 
     async def patch_bucket(self, request: Request, bucket: str) -> Response:
         body = await read_json(request, _MAX_METADATA_BYTES)
         row = self.store.patch_bucket(bucket, body, request.method == "PUT", _preconditions(request))
-        return JSONResponse(self.store.bucket_resource(row, self._base_of(request)))
+        return JSONResponse(self.store.bucket_resource(row, _base(request)))
 
     async def delete_bucket(self, request: Request, bucket: str) -> Response:
         self.store.delete_bucket(bucket, _preconditions(request))
         return Response(status_code=204)
 
-    # -- objects: metadata, list, delete, patch -----------------------------------------------------------------
+    # -- objects: metadata, media, list, delete, patch ------------------------------------------------------------
 
     def _live_row(self, request: Request, bucket: str, name: str) -> sqlite3.Row:
-        row = self.store.object_row(bucket, name)
-        generation = _int_param(request, "generation")
-        if generation is not None and generation != row["generation"]:
-            raise NotFound(f"No such object: {bucket}/{name}#{generation}")
+        row = self.store.object_row(bucket, name, _int_param(request, "generation"))
         check_preconditions(row, _preconditions(request), read=True)
         return row
 
     async def get_object(self, request: Request, bucket: str, object: str) -> Response:
-        name = _object_name_from(request, object)
         if request.query_params.get("alt") == "media":
-            return await self._media(request, bucket, name)
-        return JSONResponse(self.store.object_resource(self._live_row(request, bucket, name), self._base_of(request)))
+            return self._media(request, bucket, object)
+        return self._object_answer(request, self._live_row(request, bucket, object))
 
     async def download_object(self, request: Request, bucket: str, object: str) -> Response:
         alt = request.query_params.get("alt", "media")
         if alt != "media":
             raise InvalidArgument(f"Invalid value for alt: {alt!r}; downloads need alt=media.")
-        return await self._media(request, bucket, _object_name_from(request, object))
+        return self._media(request, bucket, object)
 
-    async def _media(self, request: Request, bucket: str, name: str) -> Response:
-        for _attempt in range(3):
-            row = self._live_row(request, bucket, name)
-            try:
-                stream = open(self.store.root / row["blob_path"], "rb")
-                break
-            except FileNotFoundError:
-                continue   # replaced by a newer generation meanwhile
-        else:
-            raise NotFound(f"No such object: {bucket}/{name}")
-        size = row["size"]
-        try:
-            byte_range = parse_range(request.headers.get("range"), size)
-        except OutOfRange as error:
-            stream.close()
-            response = error.to_response()
-            response.headers["content-range"] = f"bytes */{size}"
-            return response
+    def _media(self, request: Request, bucket: str, name: str) -> Response:
+        """The object's bytes; Starlette's FileResponse answers a single `Range` (206, or 416 when unsatisfiable)."""
+        row = self._live_row(request, bucket, name)
         extra = json.loads(row["extra"])
         headers = {
-            "content-type": row["content_type"],
-            "accept-ranges": "bytes",
+            "content-type": row["content_type"],   # as stored: FileResponse would add a charset to its media_type
             "etag": etag(row["generation"], row["metageneration"]),
             "x-goog-generation": str(row["generation"]),
             "x-goog-metageneration": str(row["metageneration"]),
             "x-goog-hash": f"crc32c={row['crc32c']},md5={row['md5_hash']}",
-            "x-goog-stored-content-length": str(size),
+            "x-goog-stored-content-length": str(row["size"]),
             "x-goog-stored-content-encoding": extra.get("contentEncoding") or "identity",
             "x-goog-storage-class": row["storage_class"],
+            **{header: str(extra[key]) for key, header in _MEDIA_HEADERS.items() if extra.get(key)},
         }
-        for key, header in (("cacheControl", "cache-control"), ("contentDisposition", "content-disposition"),
-                            ("contentLanguage", "content-language"), ("contentEncoding", "content-encoding")):
-            if extra.get(key):
-                headers[header] = str(extra[key])
-        status = 200
-        first, last = 0, size - 1
-        if byte_range is not None:
-            first, last = byte_range
-            status = 206
-            headers["content-range"] = f"bytes {first}-{last}/{size}"
-        headers["content-length"] = str(last - first + 1)
-        return StreamingResponse(file_chunks(stream, first, last - first + 1), status_code=status, headers=headers)
+        # Served from the file opened here (through /dev/fd), so a newer generation replacing it before the
+        # response starts cannot cut the download.
+        stream = open(self.store.root / row["blob_path"], "rb")
+        response = FileResponse(f"/dev/fd/{stream.fileno()}", headers=headers, stat_result=os.fstat(stream.fileno()),
+                                background=BackgroundTask(stream.close))
+        response.chunk_size = IO_CHUNK
+        return response
 
     async def list_objects(self, request: Request, bucket: str) -> Response:
         self.store.bucket_row(bucket)
@@ -231,41 +197,23 @@ class GcsApi:
         after = after_key(request)  # [name, whether it is a prefix]
         if after is not None and not (isinstance(after, list) and len(after) == 2 and isinstance(after[0], str)):
             raise InvalidArgument("Invalid page token.")
-        entries = self.store.iter_entries(
+        entries = list(islice(self.store.iter_entries(
             bucket, params.get("prefix", ""), params.get("delimiter", ""), params.get("startOffset", ""),
             params.get("endOffset", ""), params.get("includeTrailingDelimiter", "").lower() == "true",
-            after[0] if after else None, bool(after[1]) if after else False)
-        items, prefixes, last = [], [], None
-        base = self._base_of(request)
-        more = False
-        for count, (kind, value) in enumerate(entries):
-            if count == limit:
-                more = True
-                break
-            if kind == "item":
-                items.append(self.store.object_resource(value, base))
-                last = [value["name"], False]
-            else:
-                prefixes.append(value)
-                last = [value, True]
-        payload: dict[str, Any] = {"kind": "storage#objects"}
-        if prefixes:
-            payload["prefixes"] = prefixes
-        if items:
-            payload["items"] = items
-        return JSONResponse(with_next_page(payload, last if more else None))
+            (after[0], bool(after[1])) if after else None), limit + 1))
+        page, base = entries[:limit], _base(request)
+        last = [page[-1][0], page[-1][1] is None] if len(entries) > limit else None
+        return _listing("storage#objects", last, prefixes=[name for name, row in page if row is None],
+                        items=[self.store.object_resource(row, base) for _name, row in page if row is not None])
 
     async def delete_object(self, request: Request, bucket: str, object: str) -> Response:
-        self.store.delete_object(bucket, _object_name_from(request, object), _int_param(request, "generation"),
-                                 _preconditions(request))
+        self.store.delete_object(bucket, object, _int_param(request, "generation"), _preconditions(request))
         return Response(status_code=204)
 
     async def patch_object(self, request: Request, bucket: str, object: str) -> Response:
-        name = _object_name_from(request, object)
         body = await read_json(request, _MAX_METADATA_BYTES)
-        row = self.store.patch_object(bucket, name, body, request.method == "PUT", _int_param(request, "generation"),
-                                      _preconditions(request))
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+        return self._object_answer(request, self.store.patch_object(
+            bucket, object, body, request.method == "PUT", _int_param(request, "generation"), _preconditions(request)))
 
     # -- uploads ----------------------------------------------------------------------------------------------
 
@@ -276,171 +224,139 @@ class GcsApi:
         if not isinstance(name, str) or not name:
             raise InvalidArgument("Required: object name (the `name` field of the metadata or the `name` parameter).")
         validate_object_name(name)
-        fields = {key: metadata[key] for key in OBJECT_WRITABLE if metadata.get(key) is not None}
-        if "metadata" in fields:
-            if not isinstance(fields["metadata"], dict):
-                raise InvalidArgument("Invalid value for metadata: expected an object.")
-            fields["metadata"] = {str(k): str(v) for k, v in fields["metadata"].items() if v is not None}
-        if metadata.get("storageClass"):
-            fields["storageClass"] = str(metadata["storageClass"]).upper()
-        new = NewObject(bucket=bucket, name=name,
-                        content_type=metadata.get("contentType") or content_type or "application/octet-stream",
-                        fields=fields, preconditions=_preconditions(request),
-                        expected_md5=metadata.get("md5Hash"), expected_crc32c=metadata.get("crc32c"))
+        new = NewObject.from_metadata(bucket, name, metadata, content_type, _preconditions(request))
         # Fail fast; checked again when committing.
         check_preconditions(self.store.live_object_row(bucket, name), new.preconditions)
         return new
 
-    def _check_declared_size(self, request: Request, slack: int = 0) -> None:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.store.max_upload_bytes + slack:
-            raise too_large(self._too_large(int(declared)))
+    def _check_size(self, size: int | str | None, slack: int = 0) -> None:
+        """413 when `size` (a number, or a header that may hold one) is over the maximum object size."""
+        if size is not None and str(size).isdigit() and int(size) > self.store.max_upload_bytes + slack:
+            raise too_large(f"Upload of {size} bytes exceeds the maximum object size of "
+                            f"{self.store.max_upload_bytes} bytes.")
 
-    def _too_large(self, size: int | None = None) -> str:
-        shown = f" of {size} bytes" if size is not None else ""
-        return f"Upload{shown} exceeds the maximum object size of {self.store.max_upload_bytes} bytes."
+    def _too_large(self) -> GoogleApiError:
+        return too_large(f"Upload exceeds the maximum object size of {self.store.max_upload_bytes} bytes.")
 
-    async def _stream_to_temp(self, chunks: AsyncIterator[bytes], temp: Path) -> tuple[int, str, str]:
-        """Write chunks to `temp`; (size, md5 b64, crc32c b64). 413 past max_upload_bytes."""
+    async def _stream_to_temp(self, chunks: AsyncIterator[bytes]) -> tuple[Path, Hashes]:
+        """Write chunks to a new temporary file: its path and Hashes. 413 past max_upload_bytes."""
+        temp = self.store.temp_path()
         sink = Sink(temp)
         try:
             async for chunk in chunks:
                 if sink.written + len(chunk) > self.store.max_upload_bytes:
-                    raise too_large(self._too_large())
+                    raise self._too_large()
                 await sink.write(chunk)
         except BaseException:
             await sink.close(sync=False)
-            raise
-        await sink.close()
-        return sink.written, b64(sink.md5.digest()), crc32c_b64(sink.crc)
-
-    async def insert_object(self, request: Request, bucket: str) -> Response:
-        body = Body(request)
-        temp: Path | None = None
-        try:
-            upload_type = request.query_params.get("uploadType", "media")
-            if upload_type == "multipart":
-                self._check_declared_size(request, slack=_MAX_METADATA_BYTES)
-                new, temp, size, md5_b64, crc_b64 = await self._receive_multipart(request, bucket, body)
-            elif upload_type == "media":
-                self._check_declared_size(request)
-                new = self._new_object(request, bucket, {}, request.headers.get("content-type"))
-                temp = self.store.temp_path()
-                size, md5_b64, crc_b64 = await self._stream_to_temp(body.chunks(), temp)
-            elif upload_type == "resumable":
-                return await self._start_resumable(request, bucket)
-            else:
-                raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
-            row = self.store.commit(new, temp, size, md5_b64, crc_b64)
-            return JSONResponse(self.store.object_resource(row, self._base_of(request)))
-        except GoogleApiError:
-            await body.drain()
-            raise
-        except ClientDisconnect:
-            return Response(status_code=499)
-        finally:
-            if temp is not None:
-                temp.unlink(missing_ok=True)
-
-    async def _receive_multipart(self, request: Request, bucket: str, body: Body
-                                 ) -> tuple[NewObject, Path, int, str, str]:
-        boundary = multipart_boundary(request.headers.get("content-type", ""))
-        reader = Reader(body)
-        await reader.read_until(b"--" + boundary, 64 * 1024, "the preamble")
-        await reader.read_until(b"\r\n", 1024, "the first boundary line")
-        part_headers = parse_part_headers(await reader.read_until(b"\r\n\r\n", 16 * 1024, "part headers"))
-        if not part_headers.get("content-type", "application/json").lower().startswith("application/json"):
-            raise InvalidArgument("The first part of a multipart upload must be the JSON object metadata.")
-        delimiter = b"\r\n--" + boundary
-        raw_metadata = await reader.read_until(delimiter, _MAX_METADATA_BYTES, "the metadata part")
-        try:
-            metadata = json.loads(raw_metadata or b"{}")
-        except ValueError as error:
-            raise InvalidArgument(f"Invalid JSON in the metadata part: {error}") from error
-        if not isinstance(metadata, dict):
-            raise InvalidArgument("The metadata part must be a JSON object.")
-        after = await reader.read_until(b"\r\n", 1024, "a boundary line")
-        if after.startswith(b"--"):
-            raise InvalidArgument("Multipart upload without a media part.")
-        media_headers = parse_part_headers(await reader.read_until(b"\r\n\r\n", 16 * 1024, "part headers"))
-        new = self._new_object(request, bucket, metadata, media_headers.get("content-type"))
-        temp = self.store.temp_path()
-        try:
-            size, md5_b64, crc_b64 = await self._stream_to_temp(reader.stream_until(delimiter), temp)
-            while len(reader.buffer) < 2 and await reader.fill():
-                pass
-            if not reader.buffer.startswith(b"--"):
-                raise InvalidArgument("A multipart upload has exactly two parts: the JSON metadata, then the media.")
-            await body.drain(64 * 1024)   # the epilogue, if any
-        except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        return new, temp, size, md5_b64, crc_b64
+        await sink.close()
+        return temp, sink.hashes
+
+    async def insert_object(self, request: Request, bucket: str) -> Response:
+        body = request.stream()
+        return await _receiving(body, self._insert(request, bucket, body))
+
+    async def _insert(self, request: Request, bucket: str, body: AsyncIterator[bytes]) -> Response:
+        upload_type = request.query_params.get("uploadType", "media")
+        if upload_type == "resumable":
+            return await self._start_resumable(request, bucket)
+        if upload_type == "multipart":
+            self._check_size(request.headers.get("content-length"), slack=_MAX_METADATA_BYTES)
+            new, (temp, hashes) = await self._receive_multipart(request, bucket, body)
+        elif upload_type == "media":
+            self._check_size(request.headers.get("content-length"))
+            new = self._new_object(request, bucket, {}, request.headers.get("content-type"))
+            temp, hashes = await self._stream_to_temp(body)
+        else:
+            raise InvalidArgument(f"Invalid upload type {upload_type!r}: expected media, multipart or resumable.")
+        try:
+            return self._object_answer(request, self.store.commit(new, temp, hashes))
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def _receive_multipart(self, request: Request, bucket: str, body: AsyncIterator[bytes]
+                                 ) -> tuple[NewObject, tuple[Path, Hashes]]:
+        """The JSON metadata part, then the media part streamed to a temporary file."""
+        content_type, options = parse_options_header(request.headers.get("content-type"))
+        if content_type != b"multipart/related" or not options.get(b"boundary"):
+            raise InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=...")
+        parts = related_parts(body, options[b"boundary"])
+        metadata = bytearray()
+        async for number, headers, data in parts:
+            if number > 1:
+                break
+            if not headers.get("content-type", "application/json").lower().startswith("application/json"):
+                raise InvalidArgument("The first part of a multipart upload must be the JSON object metadata.")
+            metadata += data
+            if len(metadata) > _MAX_METADATA_BYTES:
+                raise too_large(f"The metadata part exceeds {_MAX_METADATA_BYTES} bytes.")
+        else:
+            raise InvalidArgument("Multipart upload without a media part.")
+        new = self._new_object(request, bucket, json_object(bytes(metadata)), headers.get("content-type"))
+
+        async def media(first: bytes) -> AsyncIterator[bytes]:
+            yield first
+            async for number, _headers, data in parts:
+                if number > 2:
+                    raise InvalidArgument("A multipart upload has two parts: the JSON metadata, then the media.")
+                yield data
+
+        received = await self._stream_to_temp(media(data))
+        await drain(body, 64 * 1024)   # the epilogue, if any
+        return new, received
 
     async def _start_resumable(self, request: Request, bucket: str) -> Response:
         metadata = await read_json(request, _MAX_METADATA_BYTES)
         new = self._new_object(request, bucket, metadata, request.headers.get("x-upload-content-type"))
         declared = request.headers.get("x-upload-content-length")
-        total = int(declared) if declared and declared.isdigit() else None
-        if total is not None and total > self.store.max_upload_bytes:
-            raise too_large(self._too_large(total))
-        resource = dict(new.fields)
-        for key in ("md5Hash", "crc32c"):
-            if metadata.get(key):
-                resource[key] = metadata[key]
+        self._check_size(declared)
+        resource = new.fields | {key: metadata[key] for key in ("md5Hash", "crc32c") if metadata.get(key)}
         upload_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.store.upload_path(upload_id).touch()
-        self.store.insert_upload(upload_id, new, resource, total)
-        location = (f"{self._base_of(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
+        self.store.insert_upload(upload_id, new, resource, int(declared) if declared and declared.isdigit() else None)
+        location = (f"{_base(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
                     f"&name={quote(new.name, safe='')}&upload_id={upload_id}")
         return Response(status_code=200, headers={"location": location, "x-guploader-uploadid": upload_id,
                                                   "content-length": "0"})
 
-    def _upload_lock(self, upload_id: str) -> asyncio.Lock:
-        return self.store.upload_locks.setdefault(upload_id, asyncio.Lock())
-
     async def put_chunk(self, request: Request, bucket: str) -> Response:
-        body = Body(request)
-        try:
-            upload_id = request.query_params.get("upload_id")
-            if not upload_id:
-                raise InvalidArgument("Missing upload_id: PUT needs the session URI returned by uploadType=resumable.")
-            async with self._upload_lock(upload_id):
-                return await self._receive_chunk(request, bucket, upload_id, body)
-        except GoogleApiError:
-            await body.drain()
-            raise
-        except ClientDisconnect:
-            return Response(status_code=499)
+        upload_id = request.query_params.get("upload_id")
+        body = request.stream()
+        if not upload_id:
+            await drain(body)
+            raise InvalidArgument("Missing upload_id: PUT needs the session URI returned by uploadType=resumable.")
+        async with self.store.upload_locks.setdefault(upload_id, asyncio.Lock()):
+            return await _receiving(body, self._receive_chunk(request, bucket, upload_id, body))
 
     def _progress(self, upload: Upload) -> Response:
-        headers = {"content-length": "0"}
-        if upload.received:
-            headers["range"] = f"bytes=0-{upload.received - 1}"
+        headers = {"content-length": "0"} | ({"range": f"bytes=0-{upload.received - 1}"} if upload.received else {})
         return Response(status_code=308, headers=headers)
 
-    def _finished(self, request: Request, upload: Upload) -> Response:
-        row = self.store.live_object_row(upload.bucket, upload.name)
-        if row is None or row["generation"] != upload.result_generation:
-            raise NotFound(f"The object uploaded by session {upload.upload_id} no longer exists.")
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
+    async def _hashes(self, upload: Upload) -> Hashes:
+        """The Hashes of the bytes received so far: kept from the last chunk, or read again from the file."""
+        hashes = self.store.hash_states.get(upload.upload_id)
+        if hashes is None or hashes.size != upload.received:
+            hashes = await anyio.to_thread.run_sync(hashes_of, self.store.upload_path(upload.upload_id),
+                                                    upload.received)
+        return hashes
 
-    async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: Body) -> Response:
+    async def _receive_chunk(self, request: Request, bucket: str, upload_id: str, body: AsyncIterator[bytes]
+                             ) -> Response:
         upload = self.store.load_upload(upload_id, bucket)
-        if upload.result_generation is not None:
-            await body.drain()
-            return self._finished(request, upload)
+        if upload.result_generation is not None:   # a retried final chunk: the object it made
+            await drain(body)
+            return self._object_answer(request, self.store.object_row(upload.bucket, upload.name,
+                                                                      upload.result_generation))
         header = request.headers.get("content-range")
         if header is None:   # one PUT with the whole object
             first, last, total = 0, None, None
-            if upload.received:
-                self.store.hash_states.pop(upload_id, None)
-                upload.received = 0
+            upload.received = 0
         else:
-            first, last, total = parse_content_range(header)
+            first, last, total = content_range(header)
         if total is not None:
-            if total > self.store.max_upload_bytes:
-                raise too_large(self._too_large(total))
+            self._check_size(total)
             if upload.total_size is not None and total != upload.total_size:
                 raise InvalidArgument(f"Content-Range total {total} differs from the declared size "
                                       f"{upload.total_size} of the upload.")
@@ -448,8 +364,8 @@ class GcsApi:
                 raise InvalidArgument(f"Invalid Content-Range header {header!r}: range past the total size.")
             if total < upload.received:
                 raise InvalidArgument(f"Content-Range total {total} is below the {upload.received} bytes received.")
-        if header is not None and first is None:   # status query or finalisation without bytes
-            await body.drain()
+        if first is None:   # status query or finalisation without bytes
+            await drain(body)
             if total is not None and total == upload.received:
                 return await self._finalize(request, upload)
             return self._progress(upload)
@@ -460,72 +376,52 @@ class GcsApi:
         skip = upload.received - first   # bytes the server already has (a retried chunk)
         path = self.store.upload_path(upload_id)
         os.truncate(path, upload.received)   # drop bytes of a chunk that was cut short before being recorded
-        state = self.store.hash_states.get(upload_id)
-        if state is None or state.offset != upload.received:
-            state = await anyio.to_thread.run_sync(self.store.rehash, path, upload.received)
-        sink = Sink(path, offset=upload.received, md5=state.md5, crc=state.crc, create=False)
-        seen = 0
+        sink, seen = Sink(path, await self._hashes(upload)), 0
         try:
-            async for chunk in body.chunks():
+            async for chunk in body:
                 if expected is not None and seen + len(chunk) > expected:
                     raise InvalidArgument(f"Request body is longer than the {expected} bytes of Content-Range "
                                           f"{header!r}.")
                 seen += len(chunk)
-                if skip > 0:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                    if not chunk:
-                        continue
+                dropped = min(skip, len(chunk))
+                chunk, skip = chunk[dropped:], skip - dropped
                 if upload.received + sink.written + len(chunk) > self.store.max_upload_bytes:
-                    raise too_large(self._too_large())
+                    raise self._too_large()
                 await sink.write(chunk)
         finally:
             try:
                 await sink.close(sync=False)
             finally:
-                upload.received += sink.written
-                self.store.hash_states[upload_id] = HashState(upload.received, sink.md5, sink.crc)
+                upload.received = sink.hashes.size
+                self.store.hash_states[upload_id] = sink.hashes
                 self.store.record_received(upload_id, upload.received)
         if expected is not None and seen < expected:
             raise InvalidArgument(f"Request body has {seen} bytes; Content-Range {header!r} announced {expected}.")
-        if header is None:
-            total = upload.received
+        total = upload.received if header is None else total
         if total is not None and upload.received >= total:
             return await self._finalize(request, upload, request.headers.get("x-goog-hash"))
         return self._progress(upload)
 
     async def _finalize(self, request: Request, upload: Upload, hash_header: str | None = None) -> Response:
-        path = self.store.upload_path(upload.upload_id)
-        state = self.store.hash_states.get(upload.upload_id)
-        if state is None or state.offset != upload.received:
-            state = await anyio.to_thread.run_sync(self.store.rehash, path, upload.received)
-        md5_b64, crc_b64 = b64(state.md5.digest()), crc32c_b64(state.crc)
+        hashes = await self._hashes(upload)
         resource = dict(upload.resource)
-        expected_md5, expected_crc = resource.pop("md5Hash", None), resource.pop("crc32c", None)
+        expected = {"md5": resource.pop("md5Hash", None), "crc32c": resource.pop("crc32c", None)}
         for item in (hash_header or "").split(","):
             kind, _, value = item.strip().partition("=")
-            if kind == "md5" and value:
-                expected_md5 = value
-            elif kind == "crc32c" and value:
-                expected_crc = value
+            if kind in expected and value:
+                expected[kind] = value
         new = NewObject(bucket=upload.bucket, name=upload.name, content_type=upload.content_type, fields=resource,
-                        preconditions=upload.preconditions, expected_md5=expected_md5, expected_crc32c=expected_crc)
+                        preconditions=upload.preconditions, expected_md5=expected["md5"],
+                        expected_crc32c=expected["crc32c"])
+        path = self.store.upload_path(upload.upload_id)
         await anyio.to_thread.run_sync(fsync_path, path)
         try:
-            row = self.store.commit(new, path, upload.received, md5_b64, crc_b64)
+            row = self.store.commit(new, path, hashes)
         except GoogleApiError:
             self.store.drop_upload(upload.upload_id)   # a failed finalisation ends the session, as in GCS
             raise
         self.store.finish_upload(upload.upload_id, row["generation"])
-        return JSONResponse(self.store.object_resource(row, self._base_of(request)))
-
-    async def cancel_upload(self, request: Request, bucket: str) -> Response:
-        upload_id = request.query_params.get("upload_id")
-        if not upload_id:
-            raise InvalidArgument("Missing upload_id.")
-        self.store.load_upload(upload_id, bucket)
-        self.store.drop_upload(upload_id)
-        raise Cancelled("Upload cancelled by the client.")
+        return self._object_answer(request, row)
 
 
 def gcs_routes(store: ObjectStore) -> list[ApiRoute]:

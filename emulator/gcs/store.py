@@ -15,18 +15,16 @@ import shutil
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 from urllib.parse import quote
 
-import google_crc32c
-
+from emulator.clock import now_rfc3339
 from emulator.db import Database
 from emulator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, NotModified
 from emulator.gcs.names import validate_bucket_name, validate_object_name
-from emulator.gcs.streams import IO_CHUNK
+from emulator.gcs.streams import Hashes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gcs_buckets (
@@ -74,32 +72,28 @@ CREATE TABLE IF NOT EXISTS gcs_uploads (
 _BUCKET_WRITABLE = ("versioning", "lifecycle", "cors", "website", "logging", "defaultEventBasedHold",
                     "retentionPolicy", "encryption", "billing", "autoclass", "softDeletePolicy",
                     "hierarchicalNamespace", "iamConfiguration", "rpo", "customPlacementConfig")
-OBJECT_WRITABLE = ("cacheControl", "contentDisposition", "contentEncoding", "contentLanguage", "customTime",
+_OBJECT_WRITABLE = ("cacheControl", "contentDisposition", "contentEncoding", "contentLanguage", "customTime",
                    "metadata", "temporaryHold", "eventBasedHold")
-_MULTI_REGIONS = {"US", "EU", "ASIA"}
-_DUAL_REGIONS = {"NAM4", "EUR4", "ASIA1", "EUR5", "EUR7", "EUR8"}
-
-
-def now() -> tuple[int, str]:
-    """(microseconds since the epoch, RFC 3339 timestamp with milliseconds)."""
-    micros = time.time_ns() // 1000
-    stamp = datetime.fromtimestamp(micros / 1e6, tz=timezone.utc)
-    return micros, stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+_LOCATION_TYPES = {"US": "multi-region", "EU": "multi-region", "ASIA": "multi-region", "NAM4": "dual-region",
+                   "EUR4": "dual-region", "ASIA1": "dual-region", "EUR5": "dual-region", "EUR7": "dual-region",
+                   "EUR8": "dual-region"}
+_LAST_CHAR = "\U0010ffff"   # `p + _LAST_CHAR` sorts after the names that start with `p` (bar `p + _LAST_CHAR...`)
 
 
 def etag(*numbers: int) -> str:
-    """Like GCS: base64 of a small protobuf (field 1, 2, ... as varints)."""
-    raw = b"".join(bytes([(index << 3) | 0]) + _varint(number) for index, number in enumerate(numbers, start=1))
+    """Like GCS: base64 of a small protobuf (fields 1, 2, ... as varints)."""
+    raw = bytearray()
+    for index, number in enumerate(numbers, start=1):
+        raw.append(index << 3)
+        while number > 0x7F:
+            raw.append(number & 0x7F | 0x80)
+            number >>= 7
+        raw.append(number)
     return base64.b64encode(raw).decode()
+
+
+def _now() -> str:
+    return now_rfc3339()[:23] + "Z"   # milliseconds, as GCS writes its timestamps
 
 
 def _project_number(project: str) -> str:
@@ -108,41 +102,37 @@ def _project_number(project: str) -> str:
     return str(int.from_bytes(hashlib.sha256(project.encode()).digest()[:8], "big") % 10**12)
 
 
-def _precondition_failed() -> FailedPrecondition:
-    return FailedPrecondition("At least one of the pre-conditions you specified did not hold.", http_status=412)
+def object_field(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """`body[key]` as a JSON object (`{}` when absent or null); 400 when it is something else."""
+    value = body.get(key) or {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"Invalid value for {key}: expected an object.")
+    return value
 
 
-def check_preconditions(current: sqlite3.Row | None, conditions: dict[str, int], read: bool = False) -> None:
-    """412 when a precondition fails (304 for the *NotMatch ones on reads, as GCS does)."""
-    generation = current["generation"] if current is not None else 0
-    metageneration = current["metageneration"] if current is not None else None
-    if "ifGenerationMatch" in conditions and conditions["ifGenerationMatch"] != generation:
-        raise _precondition_failed()
-    if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != metageneration:
-        raise _precondition_failed()
-    not_match = (("ifGenerationNotMatch" in conditions and conditions["ifGenerationNotMatch"] == generation)
-                 or ("ifMetagenerationNotMatch" in conditions
-                     and conditions["ifMetagenerationNotMatch"] == metageneration))
-    if not_match:
-        if read:
-            raise NotModified()
-        raise _precondition_failed()
+def _merged(current: dict[str, Any], changes: dict[str, Any], convert: Callable[[Any], Any] = lambda v: v
+            ) -> dict[str, Any]:
+    """`current` with `changes` applied as a patch: a null value removes its key."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = convert(value)
+    return merged
 
 
-def _successor(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with `prefix` (None if there is none)."""
-    last = ord(prefix[-1])
-    if last == 0x10FFFF:
-        return None
-    following = 0xE000 if last == 0xD7FF else last + 1
-    return prefix[:-1] + chr(following)
-
-
-@dataclass
-class HashState:
-    offset: int
-    md5: Any
-    crc: int
+def check_preconditions(row: sqlite3.Row | None, conditions: dict[str, int], read: bool = False) -> None:
+    """412 when an `if[Meta]generation[Not]Match` precondition fails (304 for the NotMatch ones on reads, as GCS
+    does). No row is an absent object, generation 0; a bucket row has no generation, so ifGeneration* is ignored."""
+    current = dict(row) if row is not None else {"generation": 0, "metageneration": None}
+    values = {name: current[name.lower()] for name in ("Generation", "Metageneration") if name.lower() in current}
+    failed = FailedPrecondition("At least one of the pre-conditions you specified did not hold.", http_status=412)
+    if any(conditions.get(f"if{name}Match", value) != value for name, value in values.items()):
+        raise failed
+    if any(f"if{name}NotMatch" in conditions and conditions[f"if{name}NotMatch"] == value
+           for name, value in values.items()):
+        raise NotModified() if read else failed
 
 
 @dataclass
@@ -159,21 +149,28 @@ class Upload:
     preconditions: dict[str, int]
     result_generation: int | None
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Upload":
-        return cls(row["upload_id"], row["bucket"], row["name"], json.loads(row["resource"]), row["content_type"],
-                   row["total_size"], row["received"], json.loads(row["preconditions"]), row["result_generation"])
-
 
 @dataclass
 class NewObject:
     bucket: str
     name: str
     content_type: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    preconditions: dict[str, int] = field(default_factory=dict)
-    expected_md5: str | None = None
-    expected_crc32c: str | None = None
+    fields: dict[str, Any]
+    preconditions: dict[str, int]
+    expected_md5: str | None
+    expected_crc32c: str | None
+
+    @classmethod
+    def from_metadata(cls, bucket: str, name: str, metadata: dict[str, Any], content_type: str | None,
+                      preconditions: dict[str, int]) -> NewObject:
+        """The object an upload makes: the writable fields of its `metadata`, the checksums it must have."""
+        fields = {key: metadata[key] for key in _OBJECT_WRITABLE if metadata.get(key) is not None}
+        if "metadata" in fields:
+            fields["metadata"] = {str(k): str(v) for k, v in object_field(fields, "metadata").items() if v is not None}
+        if metadata.get("storageClass"):
+            fields["storageClass"] = str(metadata["storageClass"]).upper()
+        return cls(bucket, name, metadata.get("contentType") or content_type or "application/octet-stream", fields,
+                   preconditions, metadata.get("md5Hash"), metadata.get("crc32c"))
 
 
 class ObjectStore:
@@ -184,31 +181,23 @@ class ObjectStore:
         self.root = Path(root).resolve()
         self.max_upload_bytes = max_upload_bytes
         self.project = project
-        self.base_url = "https://storage.googleapis.com"   # updated from each request; used in selfLink/mediaLink
         db.ensure_schema(SCHEMA)
-        self.hash_states: dict[str, HashState] = {}
+        self.hash_states: dict[str, Hashes] = {}
         self.upload_locks: dict[str, asyncio.Lock] = {}
-        self._make_dirs()
-        shutil.rmtree(self._tmp_dir, ignore_errors=True)   # half-written uploads of a previous run
-        self._tmp_dir.mkdir(parents=True, exist_ok=True)
-
-    # -- layout -----------------------------------------------------------------------------------------------
-
-    @property
-    def _blob_dir(self) -> Path:
-        return self.root / "blobs"
-
-    @property
-    def _tmp_dir(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def _upload_dir(self) -> Path:
-        return self.root / "uploads"
-
-    def _make_dirs(self) -> None:
-        for directory in (self._blob_dir, self._tmp_dir, self._upload_dir):
+        self.blob_dir, self.tmp_dir, self.upload_dir = (self.root / name for name in ("blobs", "tmp", "uploads"))
+        self._empty_dirs(self.tmp_dir)   # half-written uploads of a previous run
+        for directory in (self.blob_dir, self.upload_dir):
             directory.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _empty_dirs(*directories: Path) -> None:
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def _execute(self, sql: str, params: tuple) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(sql, params)
 
     @staticmethod
     def _blob_relpath(bucket: str, name: str, generation: int) -> str:
@@ -216,20 +205,18 @@ class ObjectStore:
         return f"blobs/{digest[:2]}/{digest}-{generation}"
 
     def upload_path(self, upload_id: str) -> Path:
-        return self._upload_dir / hashlib.sha256(upload_id.encode()).hexdigest()
+        return self.upload_dir / hashlib.sha256(upload_id.encode()).hexdigest()
 
     def temp_path(self) -> Path:
-        return self._tmp_dir / uuid.uuid4().hex
+        return self.tmp_dir / uuid.uuid4().hex
 
     # -- public helpers (used by the Vertex side) -------------------------------------------------------------
 
     @staticmethod
     def parse_gs_uri(uri: str) -> tuple[str, str]:
         """`gs://bucket/path/to/object` -> (bucket, object); 400 for anything else."""
-        if not isinstance(uri, str) or not uri.startswith("gs://"):
-            raise InvalidArgument(f"Invalid Cloud Storage URI {uri!r}: expected gs://BUCKET/OBJECT.")
-        bucket, _, name = uri[len("gs://"):].partition("/")
-        if not bucket or not name:
+        bucket, _, name = uri.removeprefix("gs://").partition("/") if isinstance(uri, str) else ("", "", "")
+        if not (bucket and name and uri.startswith("gs://")):
             raise InvalidArgument(f"Invalid Cloud Storage URI {uri!r}: expected gs://BUCKET/OBJECT.")
         validate_bucket_name(bucket)
         validate_object_name(name)
@@ -241,25 +228,21 @@ class ObjectStore:
     def open_object(self, bucket: str, name: str) -> BinaryIO:
         """The live object's bytes, opened for reading (404 NotFound if there is no such object)."""
         for _attempt in range(3):
-            row = self.object_row(bucket, name)
             try:
-                return open(self.root / row["blob_path"], "rb")
+                return open(self.root / self.object_row(bucket, name)["blob_path"], "rb")
             except FileNotFoundError:
-                continue   # overwritten between the lookup and the open: look again
+                continue   # overwritten between the lookup and the open (from another thread): look again
         raise NotFound(f"No such object: {bucket}/{name}")
 
-    def object_metadata(self, bucket: str, name: str, base_url: str | None = None) -> dict[str, Any]:
-        return self.object_resource(self.object_row(bucket, name), base_url)
+    def object_metadata(self, bucket: str, name: str) -> dict[str, Any]:
+        return self.object_resource(self.object_row(bucket, name), "https://storage.googleapis.com")
 
     def reset(self) -> None:
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM gcs_uploads")
-            conn.execute("DELETE FROM gcs_objects")
-            conn.execute("DELETE FROM gcs_buckets")
+            for table in ("gcs_uploads", "gcs_objects", "gcs_buckets"):
+                conn.execute(f"DELETE FROM {table}")
         self.hash_states.clear()
-        for directory in (self._blob_dir, self._tmp_dir, self._upload_dir):
-            shutil.rmtree(directory, ignore_errors=True)
-        self._make_dirs()
+        self._empty_dirs(self.blob_dir, self.tmp_dir, self.upload_dir)
 
     # -- rows and resources -----------------------------------------------------------------------------------
 
@@ -269,27 +252,28 @@ class ObjectStore:
             raise NotFound("The specified bucket does not exist.")
         return row
 
-    def object_row(self, bucket: str, name: str) -> sqlite3.Row:
+    def live_object_row(self, bucket: str, name: str) -> sqlite3.Row | None:
+        """The object's row, or None when there is no such object."""
+        return self.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
+
+    def object_row(self, bucket: str, name: str, generation: int | None = None) -> sqlite3.Row:
+        """The live object's row (of that `generation` if given); 404 naming what is missing, bucket or object."""
         row = self.live_object_row(bucket, name)
-        if row is None:
-            if not self.bucket_exists(bucket):
-                raise NotFound("The specified bucket does not exist.")
-            raise NotFound(f"No such object: {bucket}/{name}")
+        if row is None or generation not in (None, row["generation"]):
+            self.bucket_row(bucket)
+            raise NotFound(f"No such object: {bucket}/{name}" + (f"#{generation}" if generation is not None else ""))
         return row
 
-    def bucket_resource(self, row: sqlite3.Row, base_url: str | None = None) -> dict[str, Any]:
-        base = base_url or self.base_url
-        location = row["location"]
-        location_type = ("multi-region" if location in _MULTI_REGIONS
-                         else "dual-region" if location in _DUAL_REGIONS else "region")
-        resource: dict[str, Any] = {
+    def bucket_resource(self, row: sqlite3.Row, base: str) -> dict[str, Any]:
+        labels = json.loads(row["labels"])
+        return {
             "kind": "storage#bucket",
             "selfLink": f"{base}/storage/v1/b/{row['name']}",
             "id": row["name"],
             "name": row["name"],
             "projectNumber": _project_number(row["project"]),
             "metageneration": str(row["metageneration"]),
-            "location": location,
+            "location": row["location"],
             "storageClass": row["storage_class"],
             "etag": etag(row["metageneration"]),
             "timeCreated": row["time_created"],
@@ -299,20 +283,16 @@ class ObjectStore:
                 "uniformBucketLevelAccess": {"enabled": False},
                 "publicAccessPrevention": "inherited",
             },
-            "locationType": location_type,
+            "locationType": _LOCATION_TYPES.get(row["location"], "region"),
             "rpo": "DEFAULT",
+            **json.loads(row["extra"]),
+            **({"labels": labels} if labels else {}),
         }
-        resource.update(json.loads(row["extra"]))
-        labels = json.loads(row["labels"])
-        if labels:
-            resource["labels"] = labels
-        return resource
 
-    def object_resource(self, row: sqlite3.Row, base_url: str | None = None) -> dict[str, Any]:
-        base = base_url or self.base_url
+    def object_resource(self, row: sqlite3.Row, base: str) -> dict[str, Any]:
         bucket, name, generation = row["bucket"], row["name"], row["generation"]
         encoded = quote(name, safe="~")
-        resource: dict[str, Any] = {
+        return {
             "kind": "storage#object",
             "id": f"{bucket}/{name}/{generation}",
             "selfLink": f"{base}/storage/v1/b/{bucket}/o/{encoded}",
@@ -331,11 +311,8 @@ class ObjectStore:
             "updated": row["updated"],
             "timeStorageClassUpdated": row["time_created"],
             "timeFinalized": row["time_created"],
+            **{key: value for key, value in json.loads(row["extra"]).items() if value not in (None, {})},
         }
-        for key, value in json.loads(row["extra"]).items():
-            if value is not None and value != {}:
-                resource[key] = value
-        return resource
 
     # -- buckets ----------------------------------------------------------------------------------------------
 
@@ -344,15 +321,13 @@ class ObjectStore:
         if not isinstance(name, str) or not name:
             raise InvalidArgument("Required: bucket name.")
         validate_bucket_name(name)
-        labels = body.get("labels") or {}
-        if not isinstance(labels, dict):
-            raise InvalidArgument("Invalid value for labels: expected an object.")
+        labels = object_field(body, "labels")
         location = str(body.get("location") or "US").upper()
         storage_class = str(body.get("storageClass") or "STANDARD").upper()
         extra = {key: body[key] for key in _BUCKET_WRITABLE if key in body}
-        _micros, stamp = now()
+        stamp = _now()
         with self.db.transaction() as conn:
-            if conn.execute("SELECT 1 FROM gcs_buckets WHERE name = ?", (name,)).fetchone():
+            if self.bucket_exists(name):
                 raise AlreadyExists("Your previous request to create the named bucket succeeded and you already own it.")
             conn.execute("INSERT INTO gcs_buckets (name, project, location, storage_class, labels, extra, "
                          "metageneration, time_created, updated) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
@@ -362,48 +337,21 @@ class ObjectStore:
 
     def patch_bucket(self, bucket: str, body: dict[str, Any], replace: bool,
                      conditions: dict[str, int]) -> sqlite3.Row:
-        _micros, stamp = now()
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT * FROM gcs_buckets WHERE name = ?", (bucket,)).fetchone()
-            if row is None:
-                raise NotFound("The specified bucket does not exist.")
-            self.check_bucket_conditions(row, conditions)
-            labels = {} if replace else json.loads(row["labels"])
-            if "labels" in body:
-                if body["labels"] is not None and not isinstance(body["labels"], dict):
-                    raise InvalidArgument("Invalid value for labels: expected an object.")
-                for key, value in (body["labels"] or {}).items():
-                    if value is None:
-                        labels.pop(key, None)
-                    else:
-                        labels[key] = str(value)
-            extra = {} if replace else json.loads(row["extra"])
-            for key in _BUCKET_WRITABLE:
-                if key in body:
-                    if body[key] is None:
-                        extra.pop(key, None)
-                    else:
-                        extra[key] = body[key]
+            row = self.bucket_row(bucket)
+            check_preconditions(row, conditions)
+            labels = _merged({} if replace else json.loads(row["labels"]), object_field(body, "labels"), str)
+            extra = _merged({} if replace else json.loads(row["extra"]),
+                            {key: body[key] for key in _BUCKET_WRITABLE if key in body})
             storage_class = str(body.get("storageClass") or row["storage_class"]).upper()
             conn.execute("UPDATE gcs_buckets SET labels = ?, extra = ?, storage_class = ?, "
                          "metageneration = metageneration + 1, updated = ? WHERE name = ?",
-                         (json.dumps(labels), json.dumps(extra), storage_class, stamp, bucket))
+                         (json.dumps(labels), json.dumps(extra), storage_class, _now(), bucket))
         return self.bucket_row(bucket)
-
-    @staticmethod
-    def check_bucket_conditions(row: sqlite3.Row, conditions: dict[str, int], read: bool = False) -> None:
-        """412 when a metageneration precondition fails (304 for ifMetagenerationNotMatch on reads)."""
-        if "ifMetagenerationMatch" in conditions and conditions["ifMetagenerationMatch"] != row["metageneration"]:
-            raise _precondition_failed()
-        if conditions.get("ifMetagenerationNotMatch") == row["metageneration"]:
-            raise NotModified() if read else _precondition_failed()
 
     def delete_bucket(self, bucket: str, conditions: dict[str, int]) -> None:
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT * FROM gcs_buckets WHERE name = ?", (bucket,)).fetchone()
-            if row is None:
-                raise NotFound("The specified bucket does not exist.")
-            self.check_bucket_conditions(row, conditions)
+            check_preconditions(self.bucket_row(bucket), conditions)
             if conn.execute("SELECT 1 FROM gcs_objects WHERE bucket = ? LIMIT 1", (bucket,)).fetchone():
                 raise FailedPrecondition("The bucket you tried to delete is not empty.", http_status=409)
             uploads = [r["upload_id"] for r in
@@ -417,31 +365,25 @@ class ObjectStore:
         rows = self.db.query(
             "SELECT * FROM gcs_buckets WHERE project = ? AND name > ? AND substr(name, 1, ?) = ? "
             "ORDER BY name LIMIT ?", (project, after or "", len(prefix), prefix, limit + 1))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, (rows[-1]["name"] if more else None)
+        return rows[:limit], (rows[limit - 1]["name"] if len(rows) > limit else None)
 
     # -- objects: commit, delete, patch, list ------------------------------------------------------------------
 
-    def commit(self, new: NewObject, temp: Path, size: int, md5_b64: str, crc_b64: str) -> sqlite3.Row:
+    def commit(self, new: NewObject, temp: Path, hashes: Hashes) -> sqlite3.Row:
         """Move `temp` into place as the new live generation (checks preconditions again, atomically)."""
+        size, (md5_b64, crc_b64) = hashes.size, hashes.digests()
         if new.expected_md5 is not None and new.expected_md5 != md5_b64:
             raise InvalidArgument(f"Provided MD5 hash \"{new.expected_md5}\" doesn't match calculated MD5 hash "
                                   f"\"{md5_b64}\".")
         if new.expected_crc32c is not None and new.expected_crc32c != crc_b64:
             raise InvalidArgument(f"Provided CRC32C \"{new.expected_crc32c}\" doesn't match calculated CRC32C "
                                   f"\"{crc_b64}\".")
-        micros, stamp = now()
-        old_path: str | None = None
+        stamp = _now()
         with self.db.transaction() as conn:
-            bucket_row = conn.execute("SELECT storage_class FROM gcs_buckets WHERE name = ?",
-                                      (new.bucket,)).fetchone()
-            if bucket_row is None:
-                raise NotFound("The specified bucket does not exist.")
-            current = conn.execute("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?",
-                                   (new.bucket, new.name)).fetchone()
+            bucket_row = self.bucket_row(new.bucket)
+            current = self.live_object_row(new.bucket, new.name)
             check_preconditions(current, new.preconditions)
-            generation = max(micros, current["generation"] + 1 if current is not None else 0)
+            generation = max(time.time_ns() // 1000, current["generation"] + 1 if current is not None else 0)
             relpath = self._blob_relpath(new.bucket, new.name, generation)
             target = self.root / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -457,139 +399,86 @@ class ObjectStore:
             except BaseException:
                 target.unlink(missing_ok=True)
                 raise
-            if current is not None:
-                old_path = current["blob_path"]
-        if old_path is not None and old_path != relpath:
-            (self.root / old_path).unlink(missing_ok=True)
+        if current is not None and current["blob_path"] != relpath:
+            (self.root / current["blob_path"]).unlink(missing_ok=True)
         return self.object_row(new.bucket, new.name)
 
     def delete_object(self, bucket: str, name: str, generation: int | None, conditions: dict[str, int]) -> None:
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name)).fetchone()
-            if row is None or (generation is not None and row["generation"] != generation):
-                if conn.execute("SELECT 1 FROM gcs_buckets WHERE name = ?", (bucket,)).fetchone() is None:
-                    raise NotFound("The specified bucket does not exist.")
-                raise NotFound(f"No such object: {bucket}/{name}")
+            row = self.object_row(bucket, name, generation)
             check_preconditions(row, conditions)
             conn.execute("DELETE FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
         (self.root / row["blob_path"]).unlink(missing_ok=True)
 
     def patch_object(self, bucket: str, name: str, body: dict[str, Any], replace: bool,
                      generation: int | None, conditions: dict[str, int]) -> sqlite3.Row:
-        _micros, stamp = now()
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name)).fetchone()
-            if row is None or (generation is not None and row["generation"] != generation):
-                raise NotFound(f"No such object: {bucket}/{name}")
+            row = self.object_row(bucket, name, generation)
             check_preconditions(row, conditions)
             extra = {} if replace else json.loads(row["extra"])
-            for key in OBJECT_WRITABLE:
-                if key not in body:
-                    continue
-                value = body[key]
-                if key == "metadata" and value is not None:
-                    if not isinstance(value, dict):
-                        raise InvalidArgument("Invalid value for metadata: expected an object.")
-                    merged = {} if replace else dict(extra.get("metadata") or {})
-                    for meta_key, meta_value in value.items():
-                        if meta_value is None:
-                            merged.pop(meta_key, None)
-                        else:
-                            merged[meta_key] = str(meta_value)
-                    value = merged or None
-                if value is None:
-                    extra.pop(key, None)
-                else:
-                    extra[key] = value
+            changes = {key: body[key] for key in _OBJECT_WRITABLE if key in body}
+            if changes.get("metadata") is not None:
+                changes["metadata"] = _merged({} if replace else extra.get("metadata") or {},
+                                              object_field(changes, "metadata"), str) or None
             content_type = body.get("contentType") or (None if replace else row["content_type"])
             conn.execute("UPDATE gcs_objects SET extra = ?, content_type = ?, metageneration = metageneration + 1, "
                          "updated = ? WHERE bucket = ? AND name = ?",
-                         (json.dumps(extra), content_type or "application/octet-stream", stamp, bucket, name))
+                         (json.dumps(_merged(extra, changes)), content_type or "application/octet-stream",
+                          _now(), bucket, name))
         return self.object_row(bucket, name)
 
     def iter_entries(self, bucket: str, prefix: str, delimiter: str, start_offset: str, end_offset: str,
-                     include_trailing: bool, after: str | None, after_is_prefix: bool
-                     ) -> Iterator[tuple[str, Any]]:
-        """("item", row) and ("prefix", "a/b/") in name order, as objects.list returns them."""
-        lower, inclusive = max(prefix, start_offset), True
-        skip: str | None = None
+                     include_trailing: bool, after: tuple[str, bool] | None) -> Iterator[tuple[str, Any]]:
+        """(name, row) for objects and (common prefix, None) for prefixes, in name order as objects.list lists
+        them, after `after` (the last entry of the previous page: its name, and whether it was a prefix)."""
+        lower, op, skip = max(prefix, start_offset), ">=", None   # names in `skip` were listed as a prefix
         if after is not None:
-            if after_is_prefix:
-                successor = _successor(after)
-                if successor is None:
-                    skip = after
-                    candidate, candidate_inclusive = after, False
-                else:
-                    candidate, candidate_inclusive = successor, True
-            else:
-                candidate, candidate_inclusive = after, False
-            if candidate > lower or (candidate == lower and not candidate_inclusive):
-                lower, inclusive = candidate, candidate_inclusive
-        batch = 500
-        while True:
-            op = ">=" if inclusive else ">"
-            rows = self.db.query(f"SELECT * FROM gcs_objects WHERE bucket = ? AND name {op} ? ORDER BY name LIMIT ?",
-                                 (bucket, lower, batch))
-            if not rows:
-                return
-            jumped = False
+            candidate, skip = (after[0] + _LAST_CHAR, after[0]) if after[1] else (after[0], None)
+            if candidate >= lower:
+                lower, op = candidate, ">"
+        while rows := self.db.query(f"SELECT * FROM gcs_objects WHERE bucket = ? AND name {op} ? ORDER BY name "
+                                    "LIMIT 500", (bucket, lower)):
             for row in rows:
                 name = row["name"]
                 if not name.startswith(prefix) or (end_offset and name >= end_offset):
                     return
-                lower, inclusive = name, False
+                lower, op = name, ">"
                 if skip is not None and name.startswith(skip):
                     continue
-                if delimiter:
-                    rest = name[len(prefix):]
-                    index = rest.find(delimiter)
-                    if index >= 0:
-                        common = prefix + rest[:index + len(delimiter)]
-                        if include_trailing and common == name:
-                            yield "item", row
-                        yield "prefix", common
-                        successor = _successor(common)
-                        if successor is None:
-                            skip = common
-                        else:
-                            lower, inclusive, jumped = successor, True, True
-                            break
-                        continue
-                yield "item", row
-            if not jumped and len(rows) < batch:
-                return
+                index = name.find(delimiter, len(prefix)) if delimiter else -1
+                if index < 0:
+                    yield name, row
+                    continue
+                skip = name[:index + len(delimiter)]
+                if include_trailing and skip == name:
+                    yield name, row
+                yield skip, None
+                lower = skip + _LAST_CHAR   # jump past the names under this prefix
+                break
 
     # -- resumable sessions -----------------------------------------------------------------------------------
 
-    def live_object_row(self, bucket: str, name: str) -> sqlite3.Row | None:
-        """The object's row, or None when there is no such object."""
-        return self.db.query_one("SELECT * FROM gcs_objects WHERE bucket = ? AND name = ?", (bucket, name))
-
     def insert_upload(self, upload_id: str, new: NewObject, resource: dict[str, Any], total: int | None) -> None:
         """Record a new resumable session for `new` (its future metadata `resource`, its size if declared)."""
-        _micros, stamp = now()
-        with self.db.transaction() as conn:
-            conn.execute("INSERT INTO gcs_uploads (upload_id, bucket, name, resource, content_type, total_size, "
-                         "received, preconditions, created) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                         (upload_id, new.bucket, new.name, json.dumps(resource), new.content_type, total,
-                          json.dumps(new.preconditions), stamp))
+        self._execute("INSERT INTO gcs_uploads (upload_id, bucket, name, resource, content_type, total_size, "
+                      "received, preconditions, created) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                      (upload_id, new.bucket, new.name, json.dumps(resource), new.content_type, total,
+                       json.dumps(new.preconditions), _now()))
 
     def record_received(self, upload_id: str, received: int) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE gcs_uploads SET received = ? WHERE upload_id = ?", (received, upload_id))
+        self._execute("UPDATE gcs_uploads SET received = ? WHERE upload_id = ?", (received, upload_id))
 
     def finish_upload(self, upload_id: str, generation: int) -> None:
         """Mark the session done with the object generation it made (a retried final chunk gets that object)."""
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE gcs_uploads SET result_generation = ? WHERE upload_id = ?", (generation, upload_id))
-        self.hash_states.pop(upload_id, None)
-        self.upload_locks.pop(upload_id, None)
+        self._execute("UPDATE gcs_uploads SET result_generation = ? WHERE upload_id = ?", (generation, upload_id))
+        self._forget_upload_file(upload_id)   # its bytes are the object's file now
 
     def load_upload(self, upload_id: str, bucket: str) -> Upload:
         row = self.db.query_one("SELECT * FROM gcs_uploads WHERE upload_id = ? AND bucket = ?", (upload_id, bucket))
         if row is None:
             raise NotFound(f"No such upload: {upload_id}")
-        return Upload.from_row(row)
+        return Upload(**{key: row[key] for key in row.keys() if key != "created"} |
+                      {"resource": json.loads(row["resource"]), "preconditions": json.loads(row["preconditions"])})
 
     def _forget_upload_file(self, upload_id: str) -> None:
         self.hash_states.pop(upload_id, None)
@@ -597,19 +486,5 @@ class ObjectStore:
         self.upload_path(upload_id).unlink(missing_ok=True)
 
     def drop_upload(self, upload_id: str) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM gcs_uploads WHERE upload_id = ?", (upload_id,))
+        self._execute("DELETE FROM gcs_uploads WHERE upload_id = ?", (upload_id,))
         self._forget_upload_file(upload_id)
-
-    def rehash(self, path: Path, length: int) -> HashState:
-        """md5 and crc32c of the first `length` bytes of `path` (after a restart or an overlapping chunk)."""
-        md5, crc, left = hashlib.md5(), 0, length
-        with open(path, "rb") as stream:
-            while left > 0:
-                data = stream.read(min(IO_CHUNK, left))
-                if not data:
-                    raise InvalidArgument("The upload's stored bytes are shorter than recorded.")
-                md5.update(data)
-                crc = google_crc32c.extend(crc, data)
-                left -= len(data)
-        return HashState(length, md5, crc)

@@ -1,7 +1,8 @@
-"""Request and file bodies as streams: chunked reads and writes, multipart/related parts, ranges, checksums.
+"""Request and file bodies as streams: request bodies read chunk by chunk, file writes with checksums, the parts of
+a multipart/related body, a resumable chunk's Content-Range.
 
-Bodies are streamed: uploads go chunk by chunk to a temporary file under the root (md5 and crc32c computed on the
-way), then are renamed into place; downloads are read from disk in chunks.
+Uploads go chunk by chunk to a file under the root (md5 and crc32c computed on the way), then are renamed into
+place; downloads are Starlette's FileResponse (which also serves `Range` requests).
 """
 
 from __future__ import annotations
@@ -10,70 +11,77 @@ import base64
 import hashlib
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, BinaryIO
+from typing import Any, AsyncIterator
 
 import anyio
 import google_crc32c
-from starlette.requests import ClientDisconnect, Request
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser
+from starlette.requests import ClientDisconnect
 
-from emulator.errors import InvalidArgument, OutOfRange
+from emulator.errors import InvalidArgument
 
 IO_CHUNK = 1024 * 1024             # bytes per disk write / read
 _DRAIN_LIMIT = 256 * 1024 * 1024   # bytes of an unwanted body read and dropped before answering an error
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_PART_EVENTS = ("part_begin", "header_field", "header_value", "header_end", "headers_finished", "part_data", "end")
 
 
-class Body:
-    """A request body read chunk by chunk once; `drain()` drops what is left so the client sees our answer."""
+async def drain(body: AsyncIterator[bytes], limit: int = _DRAIN_LIMIT) -> None:
+    """Read and drop what is left of a request body (a `request.stream()`), so that the client sees our answer."""
+    dropped = 0
+    try:
+        async for chunk in body:
+            dropped += len(chunk)
+            if dropped > limit:
+                return
+    except (ClientDisconnect, OSError, RuntimeError):   # RuntimeError: the body was read another way
+        pass
 
-    def __init__(self, request: Request) -> None:
-        self._stream = request.stream().__aiter__()
-        self._done = False
 
-    async def next(self) -> bytes | None:
-        while not self._done:
-            try:
-                chunk = await self._stream.__anext__()
-            except StopAsyncIteration:
-                self._done = True
-                return None
-            if chunk:
-                return chunk
-        return None
+@dataclass
+class Hashes:
+    """md5 and crc32c of the first `size` bytes of a file, extended as bytes are appended."""
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.next()) is not None:
-            yield chunk
+    size: int = 0
+    md5: Any = field(default_factory=hashlib.md5)
+    crc: int = 0
 
-    async def drain(self, limit: int = _DRAIN_LIMIT) -> None:
-        dropped = 0
-        try:
-            while dropped <= limit and (chunk := await self.next()) is not None:
-                dropped += len(chunk)
-        except (ClientDisconnect, OSError, RuntimeError):
-            self._done = True
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.crc = google_crc32c.extend(self.crc, data)
+        self.size += len(data)
+
+    def digests(self) -> tuple[str, str]:
+        """(md5, crc32c) in base64, as GCS shows them."""
+        return tuple(base64.b64encode(raw).decode() for raw in (self.md5.digest(), self.crc.to_bytes(4, "big")))
+
+
+def hashes_of(path: Path, length: int) -> Hashes:
+    """The Hashes of the first `length` bytes of `path` (after a restart or an overlapping chunk)."""
+    hashes = Hashes()
+    with open(path, "rb") as stream:
+        while hashes.size < length:
+            data = stream.read(min(IO_CHUNK, length - hashes.size))
+            if not data:
+                raise InvalidArgument("The upload's stored bytes are shorter than recorded.")
+            hashes.update(data)
+    return hashes
 
 
 class Sink:
-    """Writes to a file at an offset through a 1 MiB buffer, hashing md5 and crc32c on the way (in a thread)."""
+    """Appends to a file through a 1 MiB buffer, extending its `hashes` on the way (in a thread)."""
 
-    def __init__(self, path: Path, offset: int = 0, md5: Any = None, crc: int = 0, create: bool = True) -> None:
-        self.path = path
-        self.file: BinaryIO = open(path, "wb" if create else "r+b")
-        if offset:
-            self.file.seek(offset)
-        self.md5 = md5 if md5 is not None else hashlib.md5()
-        self.crc = crc
+    def __init__(self, path: Path, hashes: Hashes | None = None) -> None:
+        self.path, self.file, self.hashes = path, open(path, "ab"), hashes or Hashes()
         self.written = 0          # bytes handed to write() (buffered or not)
         self._buffer = bytearray()
 
     def _write_sync(self, data: bytes) -> None:
         self.file.write(data)
-        self.md5.update(data)
-        self.crc = google_crc32c.extend(self.crc, data)
+        self.hashes.update(data)
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -89,140 +97,56 @@ class Sink:
     async def close(self, sync: bool = True) -> None:
         try:
             await self.flush()
-            if sync:
-                await anyio.to_thread.run_sync(self._fsync)
         finally:
             self.file.close()
-
-    def _fsync(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        if sync:
+            await anyio.to_thread.run_sync(fsync_path, self.path)
 
 
-class Reader:
-    """Buffered reads over a `Body` for the multipart/related parser."""
-
-    def __init__(self, body: Body) -> None:
-        self.body = body
-        self.buffer = bytearray()
-
-    async def fill(self) -> bool:
-        chunk = await self.body.next()
-        if chunk is None:
-            return False
-        self.buffer += chunk
-        return True
-
-    async def read_until(self, separator: bytes, limit: int, what: str) -> bytes:
-        """Everything before `separator` (consumed), at most `limit` bytes."""
-        start = 0
-        while True:
-            found = self.buffer.find(separator, start)
-            if found >= 0:
-                data = bytes(self.buffer[:found])
-                del self.buffer[:found + len(separator)]
-                return data
-            if len(self.buffer) > limit:
-                raise InvalidArgument(f"Malformed multipart body: {what} is longer than {limit} bytes.")
-            start = max(0, len(self.buffer) - len(separator) + 1)
-            if not await self.fill():
-                raise InvalidArgument(f"Malformed multipart body: unexpected end of body in {what}.")
-
-    async def stream_until(self, separator: bytes) -> AsyncIterator[bytes]:
-        """Yield the bytes before `separator` as they arrive (consumes the separator)."""
-        keep = len(separator) - 1
-        start = 0
-        while True:
-            found = self.buffer.find(separator, start)
-            if found >= 0:
-                if found:
-                    yield bytes(self.buffer[:found])
-                del self.buffer[:found + len(separator)]
-                return
-            if len(self.buffer) > keep:
-                cut = len(self.buffer) - keep
-                yield bytes(self.buffer[:cut])
-                del self.buffer[:cut]
-            start = 0
-            if not await self.fill():
-                raise InvalidArgument("Malformed multipart body: missing the closing boundary.")
+async def related_parts(chunks: AsyncIterator[bytes], boundary: bytes
+                        ) -> AsyncIterator[tuple[int, dict[str, str], bytes]]:
+    """(part number from 1, the part's headers, a piece of its body) of a multipart/related body as
+    python-multipart's streaming parser reads it (an empty piece first, for empty parts); 400 if malformed."""
+    events: list[tuple[str, bytes]] = []
+    callbacks = {f"on_{name}": lambda data=b"", start=0, end=0, name=name: events.append((name, data[start:end]))
+                 for name in _PART_EVENTS}
+    number, headers, field, value = 0, {}, b"", b""
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        async for chunk in chunks:
+            parser.write(chunk)
+            for event, data in events:
+                if event == "part_begin":
+                    number, headers = number + 1, {}
+                elif event == "header_field":
+                    field += data
+                elif event == "header_value":
+                    value += data
+                elif event == "header_end":
+                    headers[field.decode("latin-1").lower()] = value.decode("latin-1")
+                    field, value = b"", b""
+                elif event in ("headers_finished", "part_data"):
+                    yield number, headers, data
+                elif event == "end":
+                    return
+            events.clear()
+    except FormParserError as error:
+        raise InvalidArgument(f"Malformed multipart body: {error}") from None
+    raise InvalidArgument("Malformed multipart body: missing the closing boundary.")
 
 
-def parse_part_headers(raw: bytes) -> dict[str, str]:
-    headers = {}
-    for line in raw.decode("latin-1").split("\r\n"):
-        if ":" in line:
-            key, value = line.split(":", 1)
-            headers[key.strip().lower()] = value.strip()
-    return headers
-
-
-def multipart_boundary(content_type: str) -> bytes:
-    """The boundary of a `multipart/related` body; 400 for any other Content-Type."""
-    match = _BOUNDARY.search(content_type)
-    if not content_type.lower().startswith("multipart/related") or match is None:
-        raise InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=...")
-    return (match.group(1) or match.group(2)).encode("latin-1")
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(first, last) inclusive for a single `bytes=` range, None for the whole object; 416 if unsatisfiable."""
-    if not header or size == 0:
-        return None
-    match = _RANGE.match(header.strip().replace(" ", ""))
-    if match is None or match.group(1) == match.group(2) == "":
-        return None   # multiple or malformed ranges: ignore the header and send everything, as RFC 9110 allows
-    first_raw, last_raw = match.groups()
-    if first_raw == "":
-        suffix = int(last_raw)
-        if suffix == 0:
-            raise OutOfRange(f"Request range not satisfiable: {header}", http_status=416)
-        return max(0, size - suffix), size - 1
-    first = int(first_raw)
-    last = min(int(last_raw), size - 1) if last_raw else size - 1
-    if first >= size or first > last:
-        raise OutOfRange(f"Request range not satisfiable: {header}", http_status=416)
-    return first, last
-
-
-def parse_content_range(header: str) -> tuple[int | None, int | None, int | None]:
+def content_range(header: str) -> tuple[int | None, int | None, int | None]:
     """(first, last, total) of a resumable chunk's `Content-Range`, None where it says `*`; 400 if malformed."""
     match = _CONTENT_RANGE.match(header.strip())
     if match is None:
         raise InvalidArgument(f"Invalid Content-Range header {header!r}: expected 'bytes FIRST-LAST/TOTAL', "
                               "'bytes FIRST-LAST/*', 'bytes */TOTAL' or 'bytes */*'.")
-    first = int(match.group(1)) if match.group(1) is not None else None
-    last = int(match.group(2)) if match.group(2) is not None else None
-    total = int(match.group(3)) if match.group(3) != "*" else None
+    first, last, total = (int(group) if group not in (None, "*") else None for group in match.groups())
     if first is not None and last is not None and last < first:
         raise InvalidArgument(f"Invalid Content-Range header {header!r}: last byte before first byte.")
     return first, last, total
 
 
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def crc32c_b64(value: int) -> str:
-    return b64(value.to_bytes(4, "big"))
-
-
 def fsync_path(path: Path) -> None:
     with open(path, "rb") as stream:
         os.fsync(stream.fileno())
-
-
-async def file_chunks(stream: BinaryIO, offset: int, length: int) -> AsyncIterator[bytes]:
-    """Read `length` bytes from `offset` in 1 MiB chunks (in a thread), closing the file at the end."""
-    try:
-        if offset:
-            await anyio.to_thread.run_sync(stream.seek, offset)
-        left = length
-        while left > 0:
-            data = await anyio.to_thread.run_sync(stream.read, min(IO_CHUNK, left))
-            if not data:
-                break
-            left -= len(data)
-            yield data
-    finally:
-        stream.close()
