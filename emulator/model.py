@@ -121,36 +121,38 @@ def _n_layers(params: Params) -> int:
 
 
 def _layer_norm(x: jax.Array, g: jax.Array, b: jax.Array) -> jax.Array:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * g + b
+    return jax.nn.standardize(x, epsilon=1e-5, algorithm="stable") * g + b
 
 
-def _qkv(params: Params, i: int, x: jax.Array) -> list[jax.Array]:
-    h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
-    return jnp.split(h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"], 3, axis=-1)
+def _transformer(params: Params, tokens: jax.Array, n_heads: int, cache: jax.Array | None = None,
+                 pos: jax.Array | int = 0) -> tuple[jax.Array, jax.Array | None]:
+    """Logits [B, T, V] for `tokens` at positions pos, pos + 1, ..., and the updated KV cache.
 
-
-def _mlp(params: Params, i: int, x: jax.Array) -> jax.Array:
-    h = _layer_norm(x, params[f"b{i}.ln2_g"], params[f"b{i}.ln2_b"])
-    h = jax.nn.gelu(h @ params[f"b{i}.fc_w"] + params[f"b{i}.fc_b"])
-    return h @ params[f"b{i}.proj_w"] + params[f"b{i}.proj_b"]
+    With a cache [layers, 2 (keys, values), B, max_len, heads, head_dim] (decoding), the tokens' keys and values
+    are stored in it at their positions and attention also sees the positions stored before them.
+    """
+    b, t = tokens.shape
+    d = params["tok_emb"].shape[1]
+    x = params["tok_emb"][tokens] + jax.lax.dynamic_slice_in_dim(params["pos_emb"], pos, t)
+    for i in range(_n_layers(params)):
+        h = _layer_norm(x, params[f"b{i}.ln1_g"], params[f"b{i}.ln1_b"])
+        qkv = (h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"]).reshape(b, t, 3 * n_heads, d // n_heads)
+        q, k, v = jnp.split(qkv, 3, axis=2)
+        if cache is not None:
+            cache = cache.at[i].set(jax.lax.dynamic_update_slice_in_dim(cache[i], jnp.stack([k, v]), pos, axis=2))
+            k, v = cache[i]
+        visible = pos + jnp.arange(t)[:, None] >= jnp.arange(k.shape[1])  # causal: no attention to later tokens
+        out = jax.nn.dot_product_attention(q, k, v, mask=visible[None, None]).reshape(b, t, d)
+        x = x + out @ params[f"b{i}.out_w"] + params[f"b{i}.out_b"]
+        h = _layer_norm(x, params[f"b{i}.ln2_g"], params[f"b{i}.ln2_b"])
+        h = jax.nn.gelu(h @ params[f"b{i}.fc_w"] + params[f"b{i}.fc_b"])
+        x = x + (h @ params[f"b{i}.proj_w"] + params[f"b{i}.proj_b"])
+    return _layer_norm(x, params["ln_f_g"], params["ln_f_b"]) @ params["tok_emb"].T, cache
 
 
 def forward(params: Params, tokens: jax.Array, n_heads: int) -> jax.Array:
     """Logits [B, T, V] of a pre-LayerNorm causal transformer with tied input/output embeddings."""
-    b, t = tokens.shape
-    d = params["tok_emb"].shape[1]
-    x = params["tok_emb"][tokens] + params["pos_emb"][:t]
-    causal = jnp.tril(jnp.ones((t, t), bool))
-    for i in range(_n_layers(params)):
-        q, k, v = (z.reshape(b, t, n_heads, d // n_heads) for z in _qkv(params, i, x))
-        att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // n_heads)
-        att = jax.nn.softmax(jnp.where(causal, att, -1e30), axis=-1)
-        out = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, t, d)
-        x = x + out @ params[f"b{i}.out_w"] + params[f"b{i}.out_b"]
-        x = x + _mlp(params, i, x)
-    return _layer_norm(x, params["ln_f_g"], params["ln_f_b"]) @ params["tok_emb"].T
+    return _transformer(params, tokens, n_heads)[0]
 
 
 def _batch_stats(params: Params, tokens: jax.Array, mask: jax.Array, n_heads: int) -> jax.Array:
@@ -302,22 +304,6 @@ def base_model(settings: TrainingSettings, tokenizer: Tokenizer | None = None) -
                                  "vocab_size": tokenizer.vocab_size}, tokenizer)
 
 
-def _decode_token(params: Params, token: jax.Array, pos: jax.Array, cache: jax.Array, n_heads: int):
-    """Logits for position pos + 1 given `token` at `pos`; cache [layers, 2, max_len, heads, head_dim]."""
-    d = params["tok_emb"].shape[1]
-    max_len = cache.shape[2]
-    x = params["tok_emb"][token] + params["pos_emb"][pos]
-    visible = jnp.arange(max_len) <= pos
-    for i in range(_n_layers(params)):
-        q, k, v = (z.reshape(n_heads, d // n_heads) for z in _qkv(params, i, x))
-        cache = cache.at[i, 0, pos].set(k).at[i, 1, pos].set(v)
-        att = jnp.einsum("hd,thd->ht", q, cache[i, 0]) / math.sqrt(d // n_heads)
-        att = jax.nn.softmax(jnp.where(visible, att, -1e30), axis=-1)
-        x = x + jnp.einsum("ht,thd->hd", att, cache[i, 1]).reshape(d) @ params[f"b{i}.out_w"] + params[f"b{i}.out_b"]
-        x = x + _mlp(params, i, x)
-    return _layer_norm(x, params["ln_f_g"], params["ln_f_b"]) @ params["tok_emb"].T, cache
-
-
 @partial(jax.jit, static_argnames=("n_heads",))
 def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: jax.Array,
               temperature: jax.Array, key: jax.Array, n_used: jax.Array, unprintable: jax.Array, n_heads: int):
@@ -329,7 +315,7 @@ def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: ja
     """
     max_len = params["pos_emb"].shape[0]
     d = params["tok_emb"].shape[1]
-    cache = jnp.zeros((_n_layers(params), 2, max_len, n_heads, d // n_heads), jnp.float32)
+    cache = jnp.zeros((_n_layers(params), 2, 1, max_len, n_heads, d // n_heads), jnp.float32)
     ids = jnp.arange(params["tok_emb"].shape[0])
     banned = ((ids >= PAD) & (ids < N_BASE) & (ids != EOS)) | (ids >= n_used) | unprintable
 
@@ -339,7 +325,8 @@ def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: ja
 
     def body(state):
         pos, buf, cache, produced, done = state
-        logits, cache = _decode_token(params, buf[pos], pos, cache, n_heads)
+        logits, cache = _transformer(params, buf[pos][None, None], n_heads, cache, pos)
+        logits = logits[0, 0]
         logits = jnp.where(banned | ((ids == EOS) & (produced == 0)), -jnp.inf, logits)
         sampled = jax.random.categorical(jax.random.fold_in(key, pos), logits / jnp.maximum(temperature, 1e-6))
         token = jnp.where(temperature > 0, sampled, jnp.argmax(logits)).astype(jnp.int32)
