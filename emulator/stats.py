@@ -11,6 +11,8 @@ import math
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from tuning.dataset import estimate_tokens
 
 _EXAMPLES_SHOWN = 3
@@ -23,35 +25,22 @@ def distribution(values: Sequence[int] | Mapping[int, int], bucket_count: int = 
     ordered = sorted((value, count) for value, count in counts.items() if count > 0)
     if not ordered:
         return {}
-    n = sum(count for _value, count in ordered)
-    low, high = ordered[0][0], ordered[-1][0]
+    value, count = np.array(ordered, np.int64).T
+    n, total = int(count.sum()), int(value @ count)
+    low, high = int(value[0]), int(value[-1])
     width = max(1, math.ceil((high - low + 1) / bucket_count))
-    buckets = []
-    for left in range(low, high + 1, width):
-        right = left + width
-        count = sum(count for value, count in ordered if left <= value < right)
-        buckets.append({"count": count, "left": left, "right": right})
-    total = sum(value * count for value, count in ordered)
+    # Edges low, low + width, ... up to the first one past high (numpy's last bucket is closed: it stays empty).
+    edges = np.arange(low, high + width + 1, width)
+    in_bucket, _ = np.histogram(value, edges, weights=count)
+    # Percentiles interpolate linearly between the ranks around (n - 1) * percent / 100 of the sorted values; the
+    # value at a rank is found in the cumulative counts, so the values are never expanded one per example.
+    rank = (n - 1) * np.array([50, 5, 95]) / 100
+    below, above = value[np.searchsorted(count.cumsum(), [np.floor(rank), np.ceil(rank)], side="right")]
+    median, p5, p95 = (below + (above - below) * (rank - np.floor(rank))).tolist()
     return {"sum": str(total), "billableSum": str(total), "min": low, "max": high, "mean": total / n,
-            "median": _percentile(ordered, n, 50), "p5": _percentile(ordered, n, 5),
-            "p95": _percentile(ordered, n, 95), "buckets": buckets}
-
-
-def _nth(ordered: Sequence[tuple[int, int]], index: int) -> int:
-    """The value at position `index` of the sorted values that (value, count) pairs describe."""
-    seen = 0
-    for value, count in ordered:
-        seen += count
-        if index < seen:
-            return value
-    raise IndexError(index)
-
-
-def _percentile(ordered: Sequence[tuple[int, int]], n: int, percent: float) -> float:
-    rank = (n - 1) * percent / 100
-    lower, upper = math.floor(rank), math.ceil(rank)
-    low_value, high_value = _nth(ordered, lower), _nth(ordered, upper)
-    return low_value + (high_value - low_value) * (rank - lower)
+            "median": median, "p5": p5, "p95": p95,
+            "buckets": [{"count": int(c), "left": left, "right": left + width}
+                        for c, left in zip(in_bucket, edges[:-1].tolist(), strict=True)]}
 
 
 class DataStatsAccumulator:
@@ -76,8 +65,7 @@ class DataStatsAccumulator:
             self.shown.append(list(turns))
 
     def result(self, *, tuning_step_count: int) -> dict[str, Any]:
-        token_total = (sum(value * count for value, count in self.input_tokens.items())
-                       + sum(value * count for value, count in self.output_tokens.items()))
+        token_total = sum(value * count for value, count in (self.input_tokens + self.output_tokens).items())
         return {
             "tuningDatasetExampleCount": str(sum(self.messages.values())),
             "totalTuningCharacterCount": str(self.characters),
