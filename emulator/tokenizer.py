@@ -57,11 +57,7 @@ class Tokenizer:
         """Token ids of `text`: a known piece is one id, an unknown one its UTF-8 bytes."""
         ids: list[int] = []
         for piece in pieces(text):
-            known = self._ids.get(piece)
-            if known is None:
-                ids.extend(piece.encode("utf-8"))
-            else:
-                ids.append(known)
+            ids.extend([self._ids[piece]] if piece in self._ids else piece.encode("utf-8"))
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
