@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -99,21 +99,20 @@ def _encode_all(tokenizer: Tokenizer, examples: list[Example], max_len: int,
 
 
 def _init_params(key: jax.Array, d_model: int, n_layers: int, max_len: int, vocab_size: int) -> Params:
-    """GPT-2 style init; residual output projections scaled down so deeper stacks start stable."""
+    """GPT-2 style init (weights normal, biases 0, LayerNorm gains 1); residual output projections (out, proj)
+    scaled down so deeper stacks start stable."""
     keys = iter(jax.random.split(key, 2 + 4 * n_layers))
     normal = lambda shape, std=0.02: std * jax.random.normal(next(keys), shape, jnp.float32)  # noqa: E731
     resid_std = 0.02 / math.sqrt(2 * n_layers)
-    params: Params = {"tok_emb": normal((vocab_size, d_model)), "pos_emb": normal((max_len, d_model))}
+    d = d_model
+    linear = (("qkv", d, 3 * d, 0.02), ("out", d, d, resid_std), ("fc", d, 4 * d, 0.02), ("proj", 4 * d, d, resid_std))
+    params: Params = {"tok_emb": normal((vocab_size, d)), "pos_emb": normal((max_len, d))}
     for i in range(n_layers):
-        params |= {
-            f"b{i}.ln1_g": jnp.ones(d_model), f"b{i}.ln1_b": jnp.zeros(d_model),
-            f"b{i}.qkv_w": normal((d_model, 3 * d_model)), f"b{i}.qkv_b": jnp.zeros(3 * d_model),
-            f"b{i}.out_w": normal((d_model, d_model), resid_std), f"b{i}.out_b": jnp.zeros(d_model),
-            f"b{i}.ln2_g": jnp.ones(d_model), f"b{i}.ln2_b": jnp.zeros(d_model),
-            f"b{i}.fc_w": normal((d_model, 4 * d_model)), f"b{i}.fc_b": jnp.zeros(4 * d_model),
-            f"b{i}.proj_w": normal((4 * d_model, d_model), resid_std), f"b{i}.proj_b": jnp.zeros(d_model),
-        }
-    return params | {"ln_f_g": jnp.ones(d_model), "ln_f_b": jnp.zeros(d_model)}
+        for name, n_in, n_out, std in linear:
+            params |= {f"b{i}.{name}_w": normal((n_in, n_out), std), f"b{i}.{name}_b": jnp.zeros(n_out)}
+        for norm in ("ln1", "ln2"):
+            params |= {f"b{i}.{norm}_g": jnp.ones(d), f"b{i}.{norm}_b": jnp.zeros(d)}
+    return params | {"ln_f_g": jnp.ones(d), "ln_f_b": jnp.zeros(d)}
 
 
 def _n_layers(params: Params) -> int:
@@ -164,16 +163,13 @@ def _batch_stats(params: Params, tokens: jax.Array, mask: jax.Array, n_heads: in
     return jnp.stack([(nll * mask).sum(), (correct * mask).sum(), mask.sum()])
 
 
-def _decay_mask(params: Params) -> dict[str, bool]:
-    # Decay weight matrices only; LayerNorm gains, biases and the embeddings stay undecayed.
-    return {name: name.endswith("_w") for name in params}
-
-
 # lr is 1.0 here and the scheduled rate multiplies the updates in _train_step: identical to adamw with a
 # schedule, but the optimizer is built once, so the jitted step compiles once per model shape for all jobs.
+# Only weight matrices decay; LayerNorm gains, biases and the embeddings stay undecayed.
 _OPTIMIZER = optax.chain(
     optax.clip_by_global_norm(_CLIP_NORM),
-    optax.adamw(learning_rate=1.0, weight_decay=_WEIGHT_DECAY, mask=_decay_mask),
+    optax.adamw(learning_rate=1.0, weight_decay=_WEIGHT_DECAY,
+                mask=lambda params: {name: name.endswith("_w") for name in params}),
 )
 
 
@@ -200,14 +196,13 @@ def _evaluate(params: Params, tokens: np.ndarray, mask: np.ndarray, batch_size: 
     return total
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Example indices per step: successive random permutations of the dataset, cut into batches."""
-    pending = np.empty(0, np.int64)
-    while True:
-        while len(pending) < batch_size:
-            pending = np.concatenate([pending, rng.permutation(n)])
-        yield pending[:batch_size]
-        pending = pending[batch_size:]
+def _metrics(prefix: str, sums: np.ndarray, predictions: float) -> dict[str, float]:
+    """A metric point's values from summed [loss, correct, count]; `predictions` is its num_predictions."""
+    return {
+        f"/{prefix}_total_loss": float(sums[0] / max(sums[2], 1.0)),
+        f"/{prefix}_fraction_of_correct_next_step_preds": float(sums[1] / max(sums[2], 1.0)),
+        f"/{prefix}_num_predictions": float(predictions),
+    }
 
 
 def train(
@@ -258,31 +253,26 @@ def train(
     untrained = base_model(settings, tokenizer)
     params = untrained.params
     opt_state = _OPTIMIZER.init(params)
-    batches = _batches(len(train_examples), batch_size, np.random.Generator(np.random.PCG64(settings.seed)))
+    # Example indices of step s: batch s - 1 of successive random permutations of the dataset.
+    rng = np.random.Generator(np.random.PCG64(settings.seed))
+    order = np.concatenate([rng.permutation(len(train_examples))
+                            for _ in range(math.ceil(total_steps * batch_size / len(train_examples)))])
 
     window = np.zeros(3)  # loss sum, correct, count since the last point; float64 so sums stay exact-ish
     for step in range(1, total_steps + 1):
         if should_stop():
             raise TrainingCancelled(step - 1)
-        idx = next(batches)
+        idx = order[(step - 1) * batch_size: step * batch_size]
         params, opt_state, stats = _train_step(params, opt_state, tokens[idx], mask[idx], rates[step - 1],
                                                n_heads=n_heads)
         stats = np.asarray(stats, np.float64)
         window += stats
         if step % settings.eval_every == 0 or step == total_steps:
-            metrics = {
-                "/train_total_loss": window[0] / max(window[2], 1.0),
-                "/train_fraction_of_correct_next_step_preds": window[1] / max(window[2], 1.0),
-                "/train_num_predictions": float(stats[2]),
-            }
+            metrics = _metrics("train", window, stats[2])
             if val is not None:
                 ev = _evaluate(params, *val, batch_size, n_heads)
-                metrics |= {
-                    "/eval_total_loss": ev[0] / max(ev[2], 1.0),
-                    "/eval_fraction_of_correct_next_step_preds": ev[1] / max(ev[2], 1.0),
-                    "/eval_num_predictions": float(ev[2]),
-                }
-            on_metrics(MetricPoint(step, {k: float(v) for k, v in metrics.items()}))
+                metrics |= _metrics("eval", ev, ev[2])
+            on_metrics(MetricPoint(step, metrics))
             window[:] = 0.0
         if settings.step_delay_seconds:
             time.sleep(settings.step_delay_seconds)
@@ -341,13 +331,13 @@ def _generate(params: Params, buf: jax.Array, prompt_len: jax.Array, max_new: ja
     return buf, produced, done
 
 
+@dataclass(eq=False)
 class TrainedModel:
     """Trained parameters, their config and tokenizer; saved as params.npz, config.json, tokenizer.json."""
 
-    def __init__(self, params: Params, config: dict[str, Any], tokenizer: Tokenizer) -> None:
-        self.params = params
-        self.config = config
-        self.tokenizer = tokenizer
+    params: Params
+    config: dict[str, Any]
+    tokenizer: Tokenizer
 
     def save(self, directory: Path) -> None:
         """Write params.npz, config.json and tokenizer.json into `directory` (created if missing)."""
