@@ -138,7 +138,7 @@ def _transformer(params: Params, tokens: jax.Array, n_heads: int, cache: jax.Arr
         qkv = (h @ params[f"b{i}.qkv_w"] + params[f"b{i}.qkv_b"]).reshape(b, t, 3 * n_heads, d // n_heads)
         q, k, v = jnp.split(qkv, 3, axis=2)
         if cache is not None:
-            cache = cache.at[i].set(jax.lax.dynamic_update_slice_in_dim(cache[i], jnp.stack([k, v]), pos, axis=2))
+            cache = jax.lax.dynamic_update_slice(cache, jnp.stack([k, v])[None], (i, 0, 0, pos, 0, 0))
             k, v = cache[i]
         visible = pos + jnp.arange(t)[:, None] >= jnp.arange(k.shape[1])  # causal: no attention to later tokens
         out = jax.nn.dot_product_attention(q, k, v, mask=visible[None, None]).reshape(b, t, d)
