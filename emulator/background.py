@@ -116,13 +116,12 @@ class BackgroundEmulator:
         url = self._await_url(lambda: child.poll() is None)
         if url is not None:
             return url
-        exited = child.poll()
-        if exited is None:  # do not leave it half started: the next caller would wait on it again
-            self._terminate(child.pid)
-            child.wait()
         self.pid_file.unlink(missing_ok=True)
+        exited = child.poll()
         if exited is not None:
             raise EmulatorError(f"the emulator exited at start (status {exited}); see {self.log_file}")
+        self._terminate(child.pid)  # do not leave it half started: the next caller would wait on it again
+        child.wait()
         raise EmulatorError(f"the emulator did not answer within {STARTUP_TIMEOUT:.0f}s; see {self.log_file}")
 
     def _await_url(self, alive: Callable[[], bool]) -> Optional[str]:

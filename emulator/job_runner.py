@@ -171,15 +171,12 @@ class JobRunner:
         """A fresh directory for this run of the job: `work_dir/<job id>/run-<random>/`.
 
         A run never reuses a directory, so a trainer of an earlier run (before a restart of the emulator) can
-        never write into this one. The earlier runs' directories are removed: their trainers are gone, since
+        never write into this one. The job's earlier runs are removed: their trainers are gone, since
         the trainer asks Linux (PR_SET_PDEATHSIG) for SIGTERM when the process that started it dies; and a
         trainer that lingered anyway (another OS) would only write into its own, now deleted, directory.
         """
-        job_root = self.work_dir / job_id
-        if job_root.is_dir():
-            for old in job_root.iterdir():
-                shutil.rmtree(old, ignore_errors=True)
-        run_dir = job_root / f"run-{secrets.token_hex(4)}"
+        shutil.rmtree(self.work_dir / job_id, ignore_errors=True)
+        run_dir = self.work_dir / job_id / f"run-{secrets.token_hex(4)}"
         run_dir.mkdir(parents=True)
         return run_dir
 

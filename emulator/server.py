@@ -54,16 +54,11 @@ def serve_in_thread(settings: EmulatorSettings) -> Iterator[RunningEmulator]:
 
 def serve_forever(settings: EmulatorSettings) -> None:
     """Serve in the foreground; prints `emulator listening on http://HOST:PORT` once bound."""
-    app = create_app(settings)
-    server = uvicorn.Server(_uvicorn_config(app, settings))
-
-    original_startup = server.startup
-
-    async def startup(sockets=None):
-        await original_startup(sockets)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"emulator listening on http://{settings.host}:{port}", flush=True)
-        print(f"console: http://{settings.host}:{port}/", flush=True)
-
-    server.startup = startup
-    server.run()
+    server = uvicorn.Server(_uvicorn_config(create_app(settings), settings))
+    # Bound and listening before it says so: port 0 is resolved, and a client may connect at once.
+    sock = server.config.bind_socket()
+    sock.listen()
+    url = f"http://{settings.host}:{sock.getsockname()[1]}"
+    print(f"emulator listening on {url}", flush=True)
+    print(f"console: {url}/", flush=True)
+    server.run(sockets=[sock])
