@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from google.api_core import exceptions
 from grpc import StatusCode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,27 +34,56 @@ class GoogleApiError(Exception):
                             status_code=self.http_status)
 
 
-def _error_class(code: StatusCode) -> type[GoogleApiError]:
-    """The error class of canonical status `code` (`NOT_FOUND` is NotFound), answered with the HTTP status
-    google.api_core maps it to."""
-    http_status = int(exceptions.exception_class_for_grpc_status(code).code)
-    name = code.name.title().replace("_", "")
-    return type(name, (GoogleApiError,), {"code": code, "http_status": http_status})
+class Cancelled(GoogleApiError):
+    code, http_status = StatusCode.CANCELLED, 499
 
 
-Cancelled = _error_class(StatusCode.CANCELLED)  # 499
-InvalidArgument = _error_class(StatusCode.INVALID_ARGUMENT)  # 400
-DeadlineExceeded = _error_class(StatusCode.DEADLINE_EXCEEDED)  # 504
-NotFound = _error_class(StatusCode.NOT_FOUND)  # 404
-AlreadyExists = _error_class(StatusCode.ALREADY_EXISTS)  # 409
-PermissionDenied = _error_class(StatusCode.PERMISSION_DENIED)  # 403
-ResourceExhausted = _error_class(StatusCode.RESOURCE_EXHAUSTED)  # 429
-FailedPrecondition = _error_class(StatusCode.FAILED_PRECONDITION)  # 400
-OutOfRange = _error_class(StatusCode.OUT_OF_RANGE)  # 400
-Unimplemented = _error_class(StatusCode.UNIMPLEMENTED)  # 501
-Internal = _error_class(StatusCode.INTERNAL)  # 500
-Unavailable = _error_class(StatusCode.UNAVAILABLE)  # 503
-Unauthenticated = _error_class(StatusCode.UNAUTHENTICATED)  # 401
+class InvalidArgument(GoogleApiError):
+    code, http_status = StatusCode.INVALID_ARGUMENT, 400
+
+
+class DeadlineExceeded(GoogleApiError):
+    code, http_status = StatusCode.DEADLINE_EXCEEDED, 504
+
+
+class NotFound(GoogleApiError):
+    code, http_status = StatusCode.NOT_FOUND, 404
+
+
+class AlreadyExists(GoogleApiError):
+    code, http_status = StatusCode.ALREADY_EXISTS, 409
+
+
+class PermissionDenied(GoogleApiError):
+    code, http_status = StatusCode.PERMISSION_DENIED, 403
+
+
+class ResourceExhausted(GoogleApiError):
+    code, http_status = StatusCode.RESOURCE_EXHAUSTED, 429
+
+
+class FailedPrecondition(GoogleApiError):
+    code, http_status = StatusCode.FAILED_PRECONDITION, 400
+
+
+class OutOfRange(GoogleApiError):
+    code, http_status = StatusCode.OUT_OF_RANGE, 400
+
+
+class Unimplemented(GoogleApiError):
+    code, http_status = StatusCode.UNIMPLEMENTED, 501
+
+
+class Internal(GoogleApiError):
+    code, http_status = StatusCode.INTERNAL, 500
+
+
+class Unavailable(GoogleApiError):
+    code, http_status = StatusCode.UNAVAILABLE, 503
+
+
+class Unauthenticated(GoogleApiError):
+    code, http_status = StatusCode.UNAUTHENTICATED, 401
 
 
 class NotModified(GoogleApiError):
@@ -76,7 +104,7 @@ BY_HTTP_STATUS = {cls.http_status: cls for cls in (InvalidArgument, Unauthentica
                                                   Unavailable)} | {413: OutOfRange}
 
 
-def too_large(message: str) -> GoogleApiError:
+def too_large(message: str) -> OutOfRange:
     """A request body over a size limit: 413 OUT_OF_RANGE, as Google's front ends answer."""
     return OutOfRange(message, http_status=413)
 
