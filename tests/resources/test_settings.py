@@ -82,3 +82,22 @@ def test_every_settings_key_is_declared_in_pulumi_yaml():
     keys = {config_key(spec.name) for spec in fields(StackSettings)}
     project_keys = {key.split(":", 1)[1] for key in keys if key.startswith("translation-tuning:")}
     assert project_keys == declared
+
+
+# The bad values tests/e2e/test_bad_input.py previews that the settings stop, checked here without an engine.
+PROGRAM_CASES = [case for case in yaml.safe_load((REPO / "tests" / "data" / "bad" / "configs.yaml").read_text())
+                 if case["stage"] == "program" and ":0: " not in case["message"]]
+
+
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=lambda case: f"{case['key']}={case['value']}")
+def test_a_bad_config_value_names_the_key_and_the_rule(case):
+    import json
+
+    config = raw_config("local")
+    if case["value"] is None:
+        del config[case["key"]]
+    else:
+        config[case["key"]] = json.dumps(case["value"]) if isinstance(case["value"], dict) else str(case["value"])
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    assert str(raised.value).startswith(f"{case['key']}: ") and case["message"] in str(raised.value)
