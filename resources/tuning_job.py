@@ -30,8 +30,6 @@ from pulumi.dynamic import (
 from resources.provider_process import Cancelled, sleep_unless_cancelled
 from resources.target import TargetedProvider, is_unknown
 from tuning.errors import ApiCallError, ApiError, JobFailedError, NotFoundError, TuningError, WaitTimeoutError
-from tuning.polling import Backoff, DeadlineExceeded, poll_until
-from tuning.progress import ProgressLog, ProportionalBackoff, elapsed_seconds, job_progress
 from tuning.rules import create_request_violations
 
 if TYPE_CHECKING:
@@ -42,6 +40,7 @@ if TYPE_CHECKING:
 
 # `google.cloud.aiplatform_v1` (the wire types, through `tuning.vertex`) takes about a second to load: it is imported
 # inside create, read and delete, so that check and diff, which are all a no-op `pulumi preview` runs, never load it.
+# So are the waits' helpers (`tuning.polling`, `tuning.progress`): a few milliseconds of every provider process.
 
 # Inputs sent to tuningJobs.create: changing any of them needs a new job.
 API_INPUTS = ("baseModel", "trainingDatasetUri", "validationDatasetUri", "tunedModelDisplayName", "description",
@@ -215,6 +214,8 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
     def _wait(self, api: TuningApi, job: TuningJobMessage, timeout: float) -> TuningJobMessage:
         """Poll until the job ends (or `timeout`), logging its progress; the end is noticed within
         max(2 s, 10% of the job's elapsed time), at most 30 s late on GCP (10 s on the emulator)."""
+        from tuning.polling import DeadlineExceeded, poll_until
+        from tuning.progress import ProgressLog, ProportionalBackoff, elapsed_seconds, job_progress
         from tuning.vertex import JobState, has_ended
 
         on_emulator = bool(self.target.emulator_endpoint)
@@ -281,6 +282,7 @@ class TuningJobProvider(TargetedProvider, ResourceProvider):
         """Cancel a job and wait for the cancel to land, so that nothing is left running when destroy reports
         success. CANCELLING is accepted after the wait: the service has taken the cancel and only it can finish
         it. Returns the job as last seen (it may have succeeded in the meantime)."""
+        from tuning.polling import Backoff, DeadlineExceeded, poll_until
         from tuning.vertex import JobState, has_ended
 
         api.cancel_tuning_job(job.name)

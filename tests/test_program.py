@@ -7,6 +7,8 @@ import json
 import logging
 import runpy
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -214,3 +216,16 @@ def test_an_emulator_that_cannot_start_stops_the_program_naming_its_log(tmp_path
         stop_background(program)
     assert isinstance(error, EmulatorError) and logged == [str(error)]
     assert str(BackgroundEmulator.for_project(program).log_file) in logged[0]
+
+
+def test_the_program_and_its_providers_load_no_validation_library_or_cloud_client():
+    # Each `pulumi up` runs the program twice and starts the providers' process twice: pydantic, requests and the
+    # Google clients would each add tens of milliseconds to every no-op run (docs/performance.md).
+    modules = ", ".join(["resources.component", "resources.embedded", "resources.program_exit", "resources.settings",
+                         "resources.bucket", "resources.dataset", "resources.tuning_job", "resources.evaluation"])
+    script = (f"import sys; import {modules}; "
+              "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'requests', 'google.cloud.', "
+              "'google.api_core'))))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

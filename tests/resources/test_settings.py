@@ -74,9 +74,30 @@ def test_zero_epochs_means_service_default():
 
 
 def test_every_settings_key_is_declared_in_pulumi_yaml():
+    from dataclasses import fields
+
     from resources.settings import StackSettings, config_key
 
     declared = set(yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"])
-    keys = {config_key(name) for name in StackSettings.model_fields}
+    keys = {config_key(spec.name) for spec in fields(StackSettings)}
     project_keys = {key.split(":", 1)[1] for key in keys if key.startswith("translation-tuning:")}
     assert project_keys == declared
+
+
+# The bad values tests/e2e/test_bad_input.py previews that the settings stop, checked here without an engine.
+PROGRAM_CASES = [case for case in yaml.safe_load((REPO / "tests" / "data" / "bad" / "configs.yaml").read_text())
+                 if case["stage"] == "program" and ":0: " not in case["message"]]
+
+
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=lambda case: f"{case['key']}={case['value']}")
+def test_a_bad_config_value_names_the_key_and_the_rule(case):
+    import json
+
+    config = raw_config("local")
+    if case["value"] is None:
+        del config[case["key"]]
+    else:
+        config[case["key"]] = json.dumps(case["value"]) if isinstance(case["value"], dict) else str(case["value"])
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    assert str(raised.value).startswith(f"{case['key']}: ") and case["message"] in str(raised.value)
