@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any, Iterable, Optional
 
 from emulator.clock import now_rfc3339
@@ -74,20 +75,12 @@ class JobStore:
         `matches(body)`, at most `page_size`; and the last one's number when more remain."""
         if after is not None and (not isinstance(after, int) or isinstance(after, bool) or not 0 < after < 2**62):
             raise InvalidArgument(f"Invalid page token for seq {after!r}.")
-        page: list[dict[str, Any]] = []
-        last_seq = None
         rows = self.db.connection().execute(
             "SELECT seq, body FROM tuning_jobs WHERE project = ? AND location = ? AND seq < ? ORDER BY seq DESC",
             (project, location, after or 2**62))
-        for row in rows:
-            body = json.loads(row["body"])
-            if not matches(body):
-                continue
-            if len(page) == page_size:
-                return page, last_seq
-            page.append(body)
-            last_seq = row["seq"]
-        return page, None
+        jobs = ((row["seq"], json.loads(row["body"])) for row in rows)
+        page = list(islice(((seq, body) for seq, body in jobs if matches(body)), page_size + 1))
+        return [body for _seq, body in page[:page_size]], (page[page_size - 1][0] if len(page) > page_size else None)
 
     def all_jobs(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` jobs of every project and location."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from typing import Any, Optional
 
 from emulator.clock import now_rfc3339
@@ -57,8 +57,14 @@ class TunedModelRecord:
         return self.undeploy_time is None
 
     @property
+    def model(self) -> str:
+        """The Model resource name (without its version)."""
+        return f"projects/{self.project}/locations/{self.location}/models/{self.id}"
+
+    @property
     def model_name(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}/models/{self.id}@1"
+        """The name of the model's one version, as `TuningJob.tunedModel.model` gives it."""
+        return f"{self.model}@1"
 
     @property
     def endpoint_name(self) -> str:
@@ -118,7 +124,7 @@ class TunedModels:
             record = _live_model(conn, project, location, model_id)
             if record.deployed:
                 raise FailedPrecondition(
-                    f"The Model {record.model_name.split('@')[0]} is deployed or being deployed at the following "
+                    f"The Model {record.model} is deployed or being deployed at the following "
                     f"Endpoint(s): {record.endpoint_name}. Undeploy the model from them before deleting it.")
             return _stamp(conn, record, "model_delete_time")
 
@@ -138,9 +144,8 @@ class TunedModels:
 
     def reset(self) -> None:
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM tuned_models")
-            conn.execute("DELETE FROM tuned_model_lifecycle")
-            conn.execute("DELETE FROM operations")
+            for table in ("tuned_models", "tuned_model_lifecycle", "operations"):
+                conn.execute(f"DELETE FROM {table}")
 
 
 def insert_tuned_model(conn: Any, project: str, location: str, job_id: str, display_name: str,
@@ -148,9 +153,8 @@ def insert_tuned_model(conn: Any, project: str, location: str, job_id: str, disp
     record = TunedModelRecord(id=new_numeric_id(), project=project, location=location, job_id=job_id,
                               endpoint_id=new_numeric_id(), display_name=display_name, model_dir=model_dir,
                               create_time=now_rfc3339())
-    conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
-                 (record.id, project, location, job_id, record.endpoint_id, display_name, model_dir,
-                  record.create_time))
+    stored = astuple(record)[:8]  # the columns of `tuned_models`: the fields before the lifecycle stamps
+    conn.execute(f"INSERT INTO tuned_models VALUES ({','.join('?' * len(stored))})", stored)
     return record
 
 

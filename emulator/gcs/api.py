@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import uuid
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable
@@ -92,11 +93,11 @@ async def _receiving(body: AsyncIterator[bytes], receive: Awaitable[Response]) -
         return Response(status_code=499)
 
 
+@dataclass
 class GcsApi:
     """Handlers of the bucket, object and upload routes, served from one ObjectStore."""
 
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
+    store: ObjectStore
 
     def routes(self) -> list[ApiRoute]:
         return [

@@ -372,12 +372,9 @@ class ObjectStore:
     def commit(self, new: NewObject, temp: Path, hashes: Hashes) -> sqlite3.Row:
         """Move `temp` into place as the new live generation (checks preconditions again, atomically)."""
         size, (md5_b64, crc_b64) = hashes.size, hashes.digests()
-        if new.expected_md5 is not None and new.expected_md5 != md5_b64:
-            raise InvalidArgument(f"Provided MD5 hash \"{new.expected_md5}\" doesn't match calculated MD5 hash "
-                                  f"\"{md5_b64}\".")
-        if new.expected_crc32c is not None and new.expected_crc32c != crc_b64:
-            raise InvalidArgument(f"Provided CRC32C \"{new.expected_crc32c}\" doesn't match calculated CRC32C "
-                                  f"\"{crc_b64}\".")
+        for kind, expected, actual in (("MD5 hash", new.expected_md5, md5_b64), ("CRC32C", new.expected_crc32c, crc_b64)):
+            if expected is not None and expected != actual:
+                raise InvalidArgument(f"Provided {kind} \"{expected}\" doesn't match calculated {kind} \"{actual}\".")
         stamp = _now()
         with self.db.transaction() as conn:
             bucket_row = self.bucket_row(new.bucket)
