@@ -80,10 +80,8 @@ class _Parser:
         return False
 
     def _or(self) -> Predicate:
-        return self._joined("OR", self._and, any)
-
-    def _and(self) -> Predicate:
-        return self._joined("AND", self._unit, all)
+        """`and (OR and)*`, where `and := unit (AND unit)*`: AND binds tighter."""
+        return self._joined("OR", lambda: self._joined("AND", self._unit, all), any)
 
     def _joined(self, keyword: str, operand: Callable[[], Predicate], combine: Callable[..., bool]) -> Predicate:
         """`operand ({keyword} operand)*`: one predicate that `combine`s (any, all) the operands' answers."""

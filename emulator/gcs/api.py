@@ -383,8 +383,7 @@ class GcsApi:
                     raise InvalidArgument(f"Request body is longer than the {expected} bytes of Content-Range "
                                           f"{header!r}.")
                 seen += len(chunk)
-                dropped = min(skip, len(chunk))
-                chunk, skip = chunk[dropped:], skip - dropped
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                 if upload.received + sink.written + len(chunk) > self.store.max_upload_bytes:
                     raise self._too_large()
                 await sink.write(chunk)
