@@ -93,19 +93,14 @@ class JobStore:
                              tuple(names))
         return [json.loads(row["body"]) for row in rows]
 
-    def request_cancel(self, project: str, location: str, job_id: str) -> dict[str, Any]:
+    def request_cancel(self, project: str, location: str, job_id: str) -> None:
         """PENDING/QUEUED → CANCELLED at once; RUNNING → CANCELLING (the runner finishes it); ended → 400."""
         job = self.job(project, location, job_id)
-        state = state_of(job)
-        if state in ENDED_STATES:
-            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {state.name}.")
-        cancelled = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED},
-                                    **cancelled_fields())
-        if cancelled is not None:
-            return cancelled
-        moved = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_RUNNING},
-                                state=JobState.JOB_STATE_CANCELLING)
-        return moved or self.job_by_id(job_id)
+        if state_of(job) in ENDED_STATES:
+            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {job['state']}.")
+        if self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED},
+                           **cancelled_fields()) is None:
+            self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_RUNNING}, state=JobState.JOB_STATE_CANCELLING)
 
     def end_job(self, job_id: str, state: JobState, *, tuned_model: Optional[tuple[str, str]] = None,
                 **fields: Any) -> Optional[dict[str, Any]]:
