@@ -132,18 +132,12 @@ class JobExperiment:
 
     def time_series(self) -> list[Node]:
         """One SCALAR series per metric that has points, in the documented metric order."""
-        nodes = []
-        for metric in ALL_METRICS:
-            points = self.series.get(metric)
-            if not points:
-                continue
-            nodes.append(Node({
-                "name": f"{self.tb_run_name}/timeSeries/{_series_id(metric)}", "displayName": metric,
-                "valueType": "SCALAR", "pluginName": "scalars",
-                "createTime": points[0]["time"], "updateTime": points[-1]["time"], "etag": points[-1]["time"],
-                "metadata": {"maxStep": str(points[-1]["step"]), "maxWallTime": points[-1]["time"]},
-            }))
-        return nodes
+        return [Node({
+            "name": f"{self.tb_run_name}/timeSeries/{_series_id(metric)}", "displayName": metric,
+            "valueType": "SCALAR", "pluginName": "scalars",
+            "createTime": points[0]["time"], "updateTime": points[-1]["time"], "etag": points[-1]["time"],
+            "metadata": {"maxStep": str(points[-1]["step"]), "maxWallTime": points[-1]["time"]},
+        }) for metric in ALL_METRICS if (points := self.series.get(metric))]
 
     def time_series_data(self, series_id: str, max_points: int) -> dict[str, Any]:
         """TimeSeriesData of one series, at most `max_points` points (all when negative)."""
@@ -163,7 +157,6 @@ def _downsample(points: list[Any], limit: int) -> list[Any]:
         return points[-1:]
     last = len(points) - 1
     return [points[round(i * last / (limit - 1))] for i in range(limit)]
-
 
 
 def has_experiment(job: dict[str, Any]) -> bool:

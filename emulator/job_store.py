@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any, Iterable, Optional
 
 from emulator.clock import now_rfc3339
@@ -74,20 +75,12 @@ class JobStore:
         `matches(body)`, at most `page_size`; and the last one's number when more remain."""
         if after is not None and (not isinstance(after, int) or isinstance(after, bool) or not 0 < after < 2**62):
             raise InvalidArgument(f"Invalid page token for seq {after!r}.")
-        page: list[dict[str, Any]] = []
-        last_seq = None
         rows = self.db.connection().execute(
             "SELECT seq, body FROM tuning_jobs WHERE project = ? AND location = ? AND seq < ? ORDER BY seq DESC",
             (project, location, after or 2**62))
-        for row in rows:
-            body = json.loads(row["body"])
-            if not matches(body):
-                continue
-            if len(page) == page_size:
-                return page, last_seq
-            page.append(body)
-            last_seq = row["seq"]
-        return page, None
+        jobs = ((row["seq"], json.loads(row["body"])) for row in rows)
+        page = list(islice(((seq, body) for seq, body in jobs if matches(body)), page_size + 1))
+        return [body for _seq, body in page[:page_size]], (page[page_size - 1][0] if len(page) > page_size else None)
 
     def all_jobs(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` jobs of every project and location."""
@@ -100,19 +93,14 @@ class JobStore:
                              tuple(names))
         return [json.loads(row["body"]) for row in rows]
 
-    def request_cancel(self, project: str, location: str, job_id: str) -> dict[str, Any]:
+    def request_cancel(self, project: str, location: str, job_id: str) -> None:
         """PENDING/QUEUED → CANCELLED at once; RUNNING → CANCELLING (the runner finishes it); ended → 400."""
         job = self.job(project, location, job_id)
-        state = state_of(job)
-        if state in ENDED_STATES:
-            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {state.name}.")
-        cancelled = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED},
-                                    **cancelled_fields())
-        if cancelled is not None:
-            return cancelled
-        moved = self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_RUNNING},
-                                state=JobState.JOB_STATE_CANCELLING)
-        return moved or self.job_by_id(job_id)
+        if state_of(job) in ENDED_STATES:
+            raise FailedPrecondition(f"Cannot cancel tuning job {job['name']} in state {job['state']}.")
+        if self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_PENDING, JobState.JOB_STATE_QUEUED},
+                           **cancelled_fields()) is None:
+            self.update_job(job_id, only_if_state_in={JobState.JOB_STATE_RUNNING}, state=JobState.JOB_STATE_CANCELLING)
 
     def end_job(self, job_id: str, state: JobState, *, tuned_model: Optional[tuple[str, str]] = None,
                 **fields: Any) -> Optional[dict[str, Any]]:

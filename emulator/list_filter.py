@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from emulator.errors import InvalidArgument
 
@@ -20,7 +20,8 @@ Predicate = Callable[[Any], bool]
 TermCompiler = Callable[[str, str, str], Predicate]
 CALL = "()"  # the `op` a compiler gets for `field("value")`
 
-_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>!=|=|:|\(|\))|(?P<word>[^\s()"=!:]+))')
+# Anything else (an unclosed string, a lone `!`) is `bad`, and makes the filter unsupported.
+_TOKEN = re.compile(r'(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>!=|=|:|\(|\))|(?P<word>[^\s()"=!:]+)|(?P<bad>\S)')
 
 
 class UnknownField(Exception):
@@ -42,17 +43,14 @@ class _Parser:
     def __init__(self, text: str, compile_term: TermCompiler, supported: str) -> None:
         self.text, self.compile_term, self.supported = text, compile_term, supported
         self.tokens: list[tuple[str, str, int, int]] = []  # (kind, value, start, end)
-        self.pos, index = 0, 0
-        while text[index:].strip():
-            match = _TOKEN.match(text, index)
-            if not match:
-                self._fail(f"unexpected input at {text[index:].strip()[:20]!r}")
-            kind = match.lastgroup
-            raw = match.group(kind)
-            self.tokens.append((kind, json.loads(raw) if kind == "string" else raw, match.start(kind), match.end()))
-            index = match.end()
+        self.pos = 0
+        for match in _TOKEN.finditer(text):
+            kind, raw = match.lastgroup or "", match.group()
+            if kind == "bad":
+                self._fail(f"unexpected input at {text[match.start():].strip()[:20]!r}")
+            self.tokens.append((kind, json.loads(raw) if kind == "string" else raw, match.start(), match.end()))
 
-    def _fail(self, why: str):
+    def _fail(self, why: str) -> NoReturn:
         raise InvalidArgument(f"Unsupported filter {self.text!r}: {why}; supported: {self.supported}")
 
     def _peek(self) -> tuple[str, str] | None:
@@ -82,10 +80,8 @@ class _Parser:
         return False
 
     def _or(self) -> Predicate:
-        return self._joined("OR", self._and, any)
-
-    def _and(self) -> Predicate:
-        return self._joined("AND", self._unit, all)
+        """`and (OR and)*`, where `and := unit (AND unit)*`: AND binds tighter."""
+        return self._joined("OR", lambda: self._joined("AND", self._unit, all), any)
 
     def _joined(self, keyword: str, operand: Callable[[], Predicate], combine: Callable[..., bool]) -> Predicate:
         """`operand ({keyword} operand)*`: one predicate that `combine`s (any, all) the operands' answers."""
@@ -107,10 +103,9 @@ class _Parser:
             op, value = CALL, self._take("string")
             self._take("op", value=")")
         else:
-            op = self._peek()[1] if self._peek() in (("op", "="), ("op", "!="), ("op", ":")) else None
-            if op is None:
+            if self._peek() not in (("op", "="), ("op", "!="), ("op", ":")):
                 self._fail(f"expected =, != or : after {field}")
-            self.pos += 1
+            op = self._take("op")
             value = self._take("string", "word")
         term = self.text[start:self.tokens[self.pos - 1][3]].strip()
         try:

@@ -8,6 +8,7 @@ accept what the SDK sends (`schema_title="..."`, `display_name="..."`, `uri="...
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from starlette.requests import Request
@@ -68,11 +69,11 @@ def _list(request: Request, nodes: Iterable[Node], fields: frozenset[str], sizes
     return JSONResponse(with_next_page({key: page}, last))
 
 
+@dataclass
 class MetadataApi:
     """Handlers of the ML Metadata (contexts, artifacts, executions) and TensorBoard read routes."""
 
-    def __init__(self, jobs: JobStore) -> None:
-        self.jobs = jobs
+    jobs: JobStore
 
     def routes(self) -> list[ApiRoute]:
         store, board = "metadataStores/{store}", "tensorboards/{tensorboard}"
@@ -86,8 +87,8 @@ class MetadataApi:
             ("GET", f"{store}/executions/{{execution}}", self.get_execution),
             ("GET", board, self.get_tensorboard),
             ("GET", f"{board}:batchRead", self.batch_read_time_series_data),
-            ("GET", f"{board}/experiments/{{experiment}}", self.get_tensorboard_experiment),
-            ("GET", run, self.get_tensorboard_run),
+            ("GET", f"{board}/experiments/{{experiment}}", self.get_tensorboard),
+            ("GET", run, self.get_tensorboard),
             ("GET", f"{run}/timeSeries", self.list_time_series),
             ("GET", f"{run}/timeSeries/{{series}}", self.get_time_series),
             ("GET", f"{run}/timeSeries/{{series}}:read", self.read_time_series_data),
@@ -166,16 +167,11 @@ class MetadataApi:
             raise NotFound(f"{kind} {name} not found.")
         return job
 
-    async def get_tensorboard(self, request: Request, project: str, location: str, tensorboard: str) -> JSONResponse:
-        return JSONResponse(self._board(project, location, tensorboard).tensorboard())
-
-    async def get_tensorboard_experiment(self, request: Request, project: str, location: str, tensorboard: str,
-                                         experiment: str) -> JSONResponse:
-        return JSONResponse(self._board(project, location, tensorboard, experiment).tb_experiment())
-
-    async def get_tensorboard_run(self, request: Request, project: str, location: str, tensorboard: str,
-                                  experiment: str, run: str) -> JSONResponse:
-        return JSONResponse(self._board(project, location, tensorboard, experiment, run).tb_run())
+    async def get_tensorboard(self, request: Request, project: str, location: str, tensorboard: str,
+                              experiment: Optional[str] = None, run: Optional[str] = None) -> JSONResponse:
+        """The Tensorboard, TensorboardExperiment or TensorboardRun the path names."""
+        job = self._board(project, location, tensorboard, experiment, run)
+        return JSONResponse(job.tb_run() if run else job.tb_experiment() if experiment else job.tensorboard())
 
     async def list_time_series(self, request: Request, project: str, location: str, tensorboard: str,
                                experiment: str, run: str) -> JSONResponse:

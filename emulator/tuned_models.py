@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from typing import Any, Optional
 
 from emulator.clock import now_rfc3339
@@ -57,8 +57,14 @@ class TunedModelRecord:
         return self.undeploy_time is None
 
     @property
+    def model(self) -> str:
+        """The Model resource name (without its version)."""
+        return f"projects/{self.project}/locations/{self.location}/models/{self.id}"
+
+    @property
     def model_name(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}/models/{self.id}@1"
+        """The name of the model's one version, as `TuningJob.tunedModel.model` gives it."""
+        return f"{self.model}@1"
 
     @property
     def endpoint_name(self) -> str:
@@ -84,18 +90,18 @@ class TunedModels:
 
     def model(self, project: str, location: str, model_id: str) -> TunedModelRecord:
         """The tuned model `model_id`, which may name its one version (`@1`, `@default`); NotFound once deleted."""
-        return _live_model(self.db.connection(), project, location, model_id)
+        return _live(self.db.connection(), project, location, "Model", model_id)
 
     def by_endpoint(self, project: str, location: str, endpoint_id: str) -> TunedModelRecord:
         """The tuned model whose endpoint is `endpoint_id` (deployed or not); NotFound once the endpoint is deleted."""
-        return _live_endpoint(self.db.connection(), project, location, endpoint_id)
+        return _live(self.db.connection(), project, location, "Endpoint", endpoint_id)
 
     def undeploy_model(self, project: str, location: str, endpoint_id: str,
                        deployed_model_id: str) -> TunedModelRecord:
         """endpoints.undeployModel: the model stops serving on its endpoint; both stay (and cost nothing more).
         NotFound for no such endpoint, or when `deployed_model_id` is not deployed on it (any more)."""
         with self.db.transaction() as conn:
-            record = _live_endpoint(conn, project, location, endpoint_id)
+            record = _live(conn, project, location, "Endpoint", endpoint_id)
             if not record.deployed or deployed_model_id != record.id:
                 raise NotFound(f"DeployedModel {deployed_model_id} not found on Endpoint {record.endpoint_name}.")
             return _stamp(conn, record, "undeploy_time")
@@ -104,7 +110,7 @@ class TunedModels:
         """endpoints.delete: NotFound for no such endpoint (or a deleted one); FailedPrecondition while the model is
         deployed on it, as Vertex AI refuses to delete an endpoint that still has a deployed model."""
         with self.db.transaction() as conn:
-            record = _live_endpoint(conn, project, location, endpoint_id)
+            record = _live(conn, project, location, "Endpoint", endpoint_id)
             if record.deployed:
                 raise FailedPrecondition(
                     f"Endpoint {record.endpoint_name} has deployed models (DeployedModel {record.id}). Undeploy "
@@ -115,10 +121,10 @@ class TunedModels:
         """models.delete (`model_id` may carry `@1`): NotFound for no such model (or a deleted one);
         FailedPrecondition while it is deployed on its endpoint, as on Vertex AI."""
         with self.db.transaction() as conn:
-            record = _live_model(conn, project, location, model_id)
+            record = _live(conn, project, location, "Model", model_id)
             if record.deployed:
                 raise FailedPrecondition(
-                    f"The Model {record.model_name.split('@')[0]} is deployed or being deployed at the following "
+                    f"The Model {record.model} is deployed or being deployed at the following "
                     f"Endpoint(s): {record.endpoint_name}. Undeploy the model from them before deleting it.")
             return _stamp(conn, record, "model_delete_time")
 
@@ -138,9 +144,8 @@ class TunedModels:
 
     def reset(self) -> None:
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM tuned_models")
-            conn.execute("DELETE FROM tuned_model_lifecycle")
-            conn.execute("DELETE FROM operations")
+            for table in ("tuned_models", "tuned_model_lifecycle", "operations"):
+                conn.execute(f"DELETE FROM {table}")
 
 
 def insert_tuned_model(conn: Any, project: str, location: str, job_id: str, display_name: str,
@@ -148,31 +153,22 @@ def insert_tuned_model(conn: Any, project: str, location: str, job_id: str, disp
     record = TunedModelRecord(id=new_numeric_id(), project=project, location=location, job_id=job_id,
                               endpoint_id=new_numeric_id(), display_name=display_name, model_dir=model_dir,
                               create_time=now_rfc3339())
-    conn.execute("INSERT INTO tuned_models VALUES (?,?,?,?,?,?,?,?)",
-                 (record.id, project, location, job_id, record.endpoint_id, display_name, model_dir,
-                  record.create_time))
+    stored = astuple(record)[:8]  # the columns of `tuned_models`: the fields before the lifecycle stamps
+    conn.execute(f"INSERT INTO tuned_models VALUES ({','.join('?' * len(stored))})", stored)
     return record
 
 
-def _live_model(conn: Any, project: str, location: str, model_id: str) -> TunedModelRecord:
-    """A model not deleted; `model_id` may name its one version (`@1`) or its alias (`@default`)."""
-    base, _, version = model_id.partition("@")
-    return _live(conn, project, location, "id", base if version in ("", "1", "default") else "",
-                 "model_delete_time", f"Model projects/{project}/locations/{location}/models/{model_id}")
-
-
-def _live_endpoint(conn: Any, project: str, location: str, endpoint_id: str) -> TunedModelRecord:
-    return _live(conn, project, location, "endpoint_id", endpoint_id, "endpoint_delete_time",
-                 f"Endpoint projects/{project}/locations/{location}/endpoints/{endpoint_id}")
-
-
-def _live(conn: Any, project: str, location: str, column: str, value: str, deleted: str,
-          name: str) -> TunedModelRecord:
-    """The tuned model whose `column` is `value`, unless its `deleted` time is set; else NotFound(`name`)."""
+def _live(conn: Any, project: str, location: str, kind: str, resource_id: str) -> TunedModelRecord:
+    """The tuned model whose `kind` (Model, Endpoint) is `resource_id`, unless that one is deleted; else NotFound.
+    A model id may name its one version (`@1`) or its alias (`@default`)."""
+    column, value = "endpoint_id", resource_id
+    if kind == "Model":
+        base, _, version = resource_id.partition("@")
+        column, value = "id", base if version in ("", "1", "default") else ""
     row = conn.execute(f"{_TUNED_MODELS} WHERE m.{column} = ? AND m.project = ? AND m.location = ?",
                        (value, project, location)).fetchone()
-    if row is None or row[deleted] is not None:
-        raise NotFound(f"{name} not found.")
+    if row is None or row[f"{kind.lower()}_delete_time"] is not None:
+        raise NotFound(f"{kind} projects/{project}/locations/{location}/{kind.lower()}s/{resource_id} not found.")
     return TunedModelRecord(**dict(row))
 
 

@@ -126,7 +126,7 @@ class VertexApi:
     async def get_model(self, request: Request, project: str, location: str, model: str) -> JSONResponse:
         record = self.tuned_models.model(project, location, model)
         body: dict[str, Any] = {
-            "name": record.model_name.split("@")[0], "displayName": record.display_name, "versionId": "1",
+            "name": record.model, "displayName": record.display_name, "versionId": "1",
             "versionAliases": ["default"], "createTime": record.create_time, "updateTime": record.create_time,
             "labels": {"google-vertex-llm-tuning-job-id": record.job_id},
         }
@@ -142,7 +142,7 @@ class VertexApi:
                                 "createTime": record.create_time,
                                 "updateTime": record.undeploy_time or record.create_time}
         if record.deployed:
-            body["deployedModels"] = [{"id": record.id, "model": record.model_name.split("@")[0],
+            body["deployedModels"] = [{"id": record.id, "model": record.model,
                                        "modelVersionId": "1", "displayName": record.display_name,
                                        "createTime": record.create_time}]
             body["trafficSplit"] = {record.id: 100}
@@ -170,17 +170,18 @@ class VertexApi:
         weights are removed from the data dir."""
         record = self.tuned_models.delete_model(project, location, model)
         await run_in_threadpool(self._remove_model_files, record.model_dir)
-        return self._done_operation(request, record.model_name.split("@")[0])
+        return self._done_operation(request, record.model)
 
     async def get_operation(self, request: Request, project: str, location: str, operation: str,
                             **resource: str) -> JSONResponse:
-        return JSONResponse(self.tuned_models.operation(_operation_name(request)))
+        # `projects/.../operations/ID` from `/{v1|v1beta1|ui}/projects/.../operations/ID[:wait]`
+        return JSONResponse(self.tuned_models.operation(request.url.path.split("/", 2)[2].removesuffix(":wait")))
 
     async def wait_operation(self, request: Request, project: str, location: str, operation: str,
                              **resource: str) -> JSONResponse:
         """operations.wait: every emulated operation is done when it is returned, so there is nothing to wait for."""
         await read_json(request, self.max_json_bytes)
-        return JSONResponse(self.tuned_models.operation(_operation_name(request).removesuffix(":wait")))
+        return await self.get_operation(request, project, location, operation, **resource)
 
     def _done_operation(self, request: Request, parent: str, method: str = "Delete") -> JSONResponse:
         """A new long-running operation of `parent`, already done (the emulator applies every change at once):
@@ -225,8 +226,3 @@ def _parse_body(body: dict[str, Any], message_class: Any) -> Any:
         return json_format.ParseDict(body, message_class.pb(message_class()))
     except json_format.ParseError as error:
         raise InvalidArgument(f"Invalid JSON payload received. {error}") from error
-
-
-def _operation_name(request: Request) -> str:
-    """`projects/.../operations/ID` from `/{v1|v1beta1|ui}/projects/.../operations/ID`."""
-    return request.url.path.split("/", 2)[2]

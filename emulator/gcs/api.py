@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import uuid
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable
@@ -92,11 +93,11 @@ async def _receiving(body: AsyncIterator[bytes], receive: Awaitable[Response]) -
         return Response(status_code=499)
 
 
+@dataclass
 class GcsApi:
     """Handlers of the bucket, object and upload routes, served from one ObjectStore."""
 
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
+    store: ObjectStore
 
     def routes(self) -> list[ApiRoute]:
         return [
@@ -312,10 +313,9 @@ class GcsApi:
         new = self._new_object(request, bucket, metadata, request.headers.get("x-upload-content-type"))
         declared = request.headers.get("x-upload-content-length")
         self._check_size(declared)
-        resource = new.fields | {key: metadata[key] for key in ("md5Hash", "crc32c") if metadata.get(key)}
         upload_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.store.upload_path(upload_id).touch()
-        self.store.insert_upload(upload_id, new, resource, int(declared) if declared and declared.isdigit() else None)
+        self.store.insert_upload(upload_id, new, int(declared) if declared and declared.isdigit() else None)
         location = (f"{_base(request)}/upload/storage/v1/b/{bucket}/o?uploadType=resumable"
                     f"&name={quote(new.name, safe='')}&upload_id={upload_id}")
         return Response(status_code=200, headers={"location": location, "x-guploader-uploadid": upload_id,
@@ -383,8 +383,7 @@ class GcsApi:
                     raise InvalidArgument(f"Request body is longer than the {expected} bytes of Content-Range "
                                           f"{header!r}.")
                 seen += len(chunk)
-                dropped = min(skip, len(chunk))
-                chunk, skip = chunk[dropped:], skip - dropped
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                 if upload.received + sink.written + len(chunk) > self.store.max_upload_bytes:
                     raise self._too_large()
                 await sink.write(chunk)
@@ -404,19 +403,14 @@ class GcsApi:
 
     async def _finalize(self, request: Request, upload: Upload, hash_header: str | None = None) -> Response:
         hashes = await self._hashes(upload)
-        resource = dict(upload.resource)
-        expected = {"md5": resource.pop("md5Hash", None), "crc32c": resource.pop("crc32c", None)}
-        for item in (hash_header or "").split(","):
+        for item in (hash_header or "").split(","):   # the final chunk's `x-goog-hash` overrides the metadata's
             kind, _, value = item.strip().partition("=")
-            if kind in expected and value:
-                expected[kind] = value
-        new = NewObject(bucket=upload.bucket, name=upload.name, content_type=upload.content_type, fields=resource,
-                        preconditions=upload.preconditions, expected_md5=expected["md5"],
-                        expected_crc32c=expected["crc32c"])
+            if kind in ("md5", "crc32c") and value:
+                setattr(upload, f"expected_{kind}", value)
         path = self.store.upload_path(upload.upload_id)
         await anyio.to_thread.run_sync(fsync_path, path)
         try:
-            row = self.store.commit(new, path, hashes)
+            row = self.store.commit(upload, path, hashes)
         except GoogleApiError:
             self.store.drop_upload(upload.upload_id)   # a failed finalisation ends the session, as in GCS
             raise

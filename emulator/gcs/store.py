@@ -136,21 +136,6 @@ def check_preconditions(row: sqlite3.Row | None, conditions: dict[str, int], rea
 
 
 @dataclass
-class Upload:
-    """A resumable upload session (row of gcs_uploads)."""
-
-    upload_id: str
-    bucket: str
-    name: str
-    resource: dict[str, Any]
-    content_type: str
-    total_size: int | None
-    received: int
-    preconditions: dict[str, int]
-    result_generation: int | None
-
-
-@dataclass
 class NewObject:
     bucket: str
     name: str
@@ -173,6 +158,16 @@ class NewObject:
                    preconditions, metadata.get("md5Hash"), metadata.get("crc32c"))
 
 
+@dataclass
+class Upload(NewObject):
+    """A resumable upload session (row of gcs_uploads): the object it makes, and how far it got."""
+
+    upload_id: str
+    total_size: int | None
+    received: int
+    result_generation: int | None
+
+
 class ObjectStore:
     """Buckets and objects: metadata rows in SQLite, object bytes in files under `root`."""
 
@@ -185,14 +180,13 @@ class ObjectStore:
         self.hash_states: dict[str, Hashes] = {}
         self.upload_locks: dict[str, asyncio.Lock] = {}
         self.blob_dir, self.tmp_dir, self.upload_dir = (self.root / name for name in ("blobs", "tmp", "uploads"))
-        self._empty_dirs(self.tmp_dir)   # half-written uploads of a previous run
-        for directory in (self.blob_dir, self.upload_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(self.tmp_dir)   # half-written uploads of a previous run go
 
-    @staticmethod
-    def _empty_dirs(*directories: Path) -> None:
-        for directory in directories:
-            shutil.rmtree(directory, ignore_errors=True)
+    def _make_dirs(self, *emptied: Path) -> None:
+        """Create the blob, temp and upload dirs, emptying those in `emptied` first."""
+        for directory in (self.blob_dir, self.tmp_dir, self.upload_dir):
+            if directory in emptied:
+                shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True, exist_ok=True)
 
     def _execute(self, sql: str, params: tuple) -> None:
@@ -242,7 +236,7 @@ class ObjectStore:
             for table in ("gcs_uploads", "gcs_objects", "gcs_buckets"):
                 conn.execute(f"DELETE FROM {table}")
         self.hash_states.clear()
-        self._empty_dirs(self.blob_dir, self.tmp_dir, self.upload_dir)
+        self._make_dirs(self.blob_dir, self.tmp_dir, self.upload_dir)
 
     # -- rows and resources -----------------------------------------------------------------------------------
 
@@ -372,12 +366,9 @@ class ObjectStore:
     def commit(self, new: NewObject, temp: Path, hashes: Hashes) -> sqlite3.Row:
         """Move `temp` into place as the new live generation (checks preconditions again, atomically)."""
         size, (md5_b64, crc_b64) = hashes.size, hashes.digests()
-        if new.expected_md5 is not None and new.expected_md5 != md5_b64:
-            raise InvalidArgument(f"Provided MD5 hash \"{new.expected_md5}\" doesn't match calculated MD5 hash "
-                                  f"\"{md5_b64}\".")
-        if new.expected_crc32c is not None and new.expected_crc32c != crc_b64:
-            raise InvalidArgument(f"Provided CRC32C \"{new.expected_crc32c}\" doesn't match calculated CRC32C "
-                                  f"\"{crc_b64}\".")
+        for kind, expected, actual in (("MD5 hash", new.expected_md5, md5_b64), ("CRC32C", new.expected_crc32c, crc_b64)):
+            if expected is not None and expected != actual:
+                raise InvalidArgument(f"Provided {kind} \"{expected}\" doesn't match calculated {kind} \"{actual}\".")
         stamp = _now()
         with self.db.transaction() as conn:
             bucket_row = self.bucket_row(new.bucket)
@@ -458,11 +449,13 @@ class ObjectStore:
 
     # -- resumable sessions -----------------------------------------------------------------------------------
 
-    def insert_upload(self, upload_id: str, new: NewObject, resource: dict[str, Any], total: int | None) -> None:
-        """Record a new resumable session for `new` (its future metadata `resource`, its size if declared)."""
+    def insert_upload(self, upload_id: str, new: NewObject, total: int | None) -> None:
+        """Record a new resumable session for `new` (its checksums kept with its fields), its size if declared."""
+        checksums = {key: value for key, value in (("md5Hash", new.expected_md5), ("crc32c", new.expected_crc32c))
+                     if value}
         self._execute("INSERT INTO gcs_uploads (upload_id, bucket, name, resource, content_type, total_size, "
                       "received, preconditions, created) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                      (upload_id, new.bucket, new.name, json.dumps(resource), new.content_type, total,
+                      (upload_id, new.bucket, new.name, json.dumps(new.fields | checksums), new.content_type, total,
                        json.dumps(new.preconditions), _now()))
 
     def record_received(self, upload_id: str, received: int) -> None:
@@ -477,8 +470,10 @@ class ObjectStore:
         row = self.db.query_one("SELECT * FROM gcs_uploads WHERE upload_id = ? AND bucket = ?", (upload_id, bucket))
         if row is None:
             raise NotFound(f"No such upload: {upload_id}")
-        return Upload(**{key: row[key] for key in row.keys() if key != "created"} |
-                      {"resource": json.loads(row["resource"]), "preconditions": json.loads(row["preconditions"])})
+        fields = json.loads(row["resource"])
+        md5, crc32c = fields.pop("md5Hash", None), fields.pop("crc32c", None)
+        return Upload(row["bucket"], row["name"], row["content_type"], fields, json.loads(row["preconditions"]), md5,
+                      crc32c, upload_id, row["total_size"], row["received"], row["result_generation"])
 
     def _forget_upload_file(self, upload_id: str) -> None:
         self.hash_states.pop(upload_id, None)
