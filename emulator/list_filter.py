@@ -48,7 +48,14 @@ class _Parser:
             kind, raw = match.lastgroup or "", match.group()
             if kind == "bad":
                 self._fail(f"unexpected input at {text[match.start():].strip()[:20]!r}")
-            self.tokens.append((kind, json.loads(raw) if kind == "string" else raw, match.start(), match.end()))
+            self.tokens.append((kind, self._string(raw) if kind == "string" else raw, match.start(), match.end()))
+
+    def _string(self, quoted: str) -> str:
+        """A quoted value, with JSON's escapes."""
+        try:
+            return json.loads(quoted)
+        except json.JSONDecodeError as error:
+            self._fail(f"bad escape in {quoted} ({error.msg})")
 
     def _fail(self, why: str) -> NoReturn:
         raise InvalidArgument(f"Unsupported filter {self.text!r}: {why}; supported: {self.supported}")

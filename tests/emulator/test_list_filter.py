@@ -32,6 +32,7 @@ def test_job_filters(text, matches):
     ("labels.k:v", "Unsupported filter term 'labels.k:v': operator ':' is not supported on 'labels.k'"),
     ("state=NOPE", "Unknown job state 'NOPE' in filter."),
     ('state=FAILED AND', "Unsupported filter 'state=FAILED AND': expected word at token 5"),
+    (r'labels.k="\q"', r"""Unsupported filter 'labels.k="\\q"': bad escape in "\q" (Invalid \escape)"""),
 ])
 def test_job_filters_reject_what_they_do_not_support(text, message):
     with pytest.raises(InvalidArgument) as raised:
